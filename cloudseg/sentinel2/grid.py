@@ -1,0 +1,83 @@
+"""A raster grid (CRS + affine transform + shape) and the helpers to derive one from another."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import rasterio.windows
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.transform import array_bounds
+from rasterio.warp import transform_bounds
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a raster's pixels are: ``crs``, ``transform`` (north-up) and ``height`` x ``width``."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crs", CRS.from_user_input(self.crs))
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"Grid shape must be positive, got {self.height}x{self.width}.")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the grid's CRS."""
+        south, west, north, east = array_bounds(self.height, self.width, self.transform)
+        return (west, south, east, north)
+
+    def window_grid(self, window: rasterio.windows.Window) -> Grid:
+        """The sub-grid covered by a pixel window of this grid."""
+        window = window.round_offsets().round_lengths()
+        return Grid(
+            self.crs,
+            rasterio.windows.transform(window, self.transform),
+            int(window.height),
+            int(window.width),
+        )
+
+    def with_resolution(self, resolution: float) -> Grid:
+        """Same bounds and origin at another pixel size (e.g. a 10 m grid as 60 m)."""
+        left, bottom, right, top = self.bounds
+        width = max(1, math.ceil(round((right - left) / resolution, 6)))
+        height = max(1, math.ceil(round((top - bottom) / resolution, 6)))
+        return Grid(self.crs, Affine(resolution, 0, left, 0, -resolution, top), height, width)
+
+    def bounds_in(self, crs: CRS) -> tuple[float, float, float, float]:
+        return transform_bounds(self.crs, crs, *self.bounds, densify_pts=21)
+
+    def overlaps(self, other: Grid) -> bool:
+        a = self.bounds
+        b = other.bounds_in(self.crs) if other.crs != self.crs else other.bounds
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    def to_profile(self) -> dict:
+        return {
+            "crs": self.crs,
+            "transform": self.transform,
+            "height": self.height,
+            "width": self.width,
+        }
+
+    @classmethod
+    def from_dataset(cls, dataset) -> Grid:
+        """The grid of an open rasterio dataset."""
+        if dataset.crs is None:
+            raise ValueError(
+                f"{dataset.name} has no CRS; Sentinel-2 rasters must be georeferenced."
+            )
+        return cls(dataset.crs, dataset.transform, dataset.height, dataset.width)
