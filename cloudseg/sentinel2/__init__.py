@@ -19,6 +19,8 @@ from cloudseg.sentinel2.radiometry import (
     offset_for_baseline,
     reflectance_to_dn,
 )
+from cloudseg.sentinel2.reader import Scene, open_scene
+from cloudseg.sentinel2.sources import LayerSource, SceneError
 
 __all__ = [
     "BANDS",
@@ -27,10 +29,14 @@ __all__ = [
     "RGB_BANDS",
     "S2CLOUDLESS_BANDS",
     "Grid",
+    "LayerSource",
+    "Scene",
+    "SceneError",
     "band_indices",
     "dn_to_reflectance",
     "harmonize_dn",
     "offset_for_baseline",
+    "open_scene",
     "reflectance_to_dn",
     "resolve_bands",
 ]

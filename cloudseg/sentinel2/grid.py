@@ -37,7 +37,7 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the grid's CRS."""
-        south, west, north, east = array_bounds(self.height, self.width, self.transform)
+        west, south, east, north = array_bounds(self.height, self.width, self.transform)
         return (west, south, east, north)
 
     def window_grid(self, window: rasterio.windows.Window) -> Grid:
