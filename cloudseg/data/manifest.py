@@ -117,10 +117,12 @@ class DatasetWriter:
         curation: str = "accepted",
         curation_reason: str = "",
         split: str = "",
+        tags: dict[str, str] | None = None,
     ) -> ManifestRow:
         """Write one scene's image (uint16 DN) and mask (uint8) and record its row.
 
-        A rejected scene may come without a mask; it is listed but never trained on.
+        A rejected scene may come without a mask; it is listed but never trained on. ``tags``
+        (e.g. ``SENSING_TIME``, ``PROCESSING_BASELINE``, sun angles) go to the image's metadata.
         """
         bands = resolve_bands(bands)
         if image_dn.ndim != 3 or image_dn.shape[0] != len(bands):
@@ -133,7 +135,12 @@ class DatasetWriter:
             )
         image_rel = f"images/{scene_id}.tif"
         write_cog(
-            self.root / image_rel, image_dn.astype(np.uint16), grid, nodata=0, band_names=bands
+            self.root / image_rel,
+            image_dn.astype(np.uint16),
+            grid,
+            nodata=0,
+            band_names=bands,
+            tags=tags,
         )
         mask_rel = ""
         if mask is not None:
