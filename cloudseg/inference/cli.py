@@ -1,0 +1,194 @@
+"""Command lines: ``cloudfree-predict`` (scenes -> COG masks) and ``cloudfree-evaluate-masks``.
+
+Examples::
+
+    # class + probability COGs for two scenes, model run at 60 m, with flip TTA
+    cloudfree-predict best.ckpt S2A_MSIL1C_...SAFE scene.tif --out predictions/ --resolution 60 --flips
+
+    # the checkpoint against s2cloudless, SCL (where present) and the threshold rule
+    cloudfree-evaluate-masks --data data/simulated --split test --checkpoint best.ckpt \\
+        --out experiments/mask_evaluation
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloudseg.inference.baselines import build_producers, producer_names
+from cloudseg.inference.evaluate import evaluate_masks
+from cloudseg.inference.predict import output_paths, predict_scene
+from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
+from cloudseg.sentinel2.reader import open_scene
+
+
+def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference")
+    group.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="run the model at this pixel size in metres (e.g. 20 or 60) and upsample the "
+        "probabilities bilinearly; default: the scene's own grid",
+    )
+    group.add_argument(
+        "--window-size",
+        type=int,
+        default=None,
+        help="window side in pixels, a multiple of 16 (default: the checkpoint's patch size)",
+    )
+    group.add_argument(
+        "--overlap", type=int, default=None, help="window overlap in pixels (default: window/4)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: 8 x 256^2 pixels' worth of windows)",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    group.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    group.add_argument("--flips", action="store_true", help="average over h/v flips (3x time)")
+    group.add_argument(
+        "--cloud-threshold",
+        type=float,
+        default=None,
+        help="cloud where p(thick)+p(thin) >= this (a calibrated value); default: argmax",
+    )
+
+
+def _options(args: argparse.Namespace, progress: bool) -> InferenceOptions:
+    return InferenceOptions(
+        window_size=args.window_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        amp=not args.no_amp,
+        flips=args.flips,
+        progress=progress,
+    )
+
+
+def scene_name(source: str) -> str:
+    """Output name of a source: the file or folder name without suffixes (``item`` -> parent)."""
+    path = Path(source.rstrip("/"))
+    name = path.name.split(".")[0] if path.suffix.lower() != ".safe" else path.stem
+    if name.lower() in {"item", "metadata", ""}:
+        name = path.parent.name
+    return name
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cloudfree-predict",
+        description="Predict cloud-mask COGs (<name>_classes.tif, <name>_probabilities.tif) on "
+        "each scene's grid with a trained checkpoint.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by train.py")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        help="scenes: multi-band GeoTIFF, folder/SAFE of band files, or STAC item JSON",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave scenes whose two outputs already exist (to continue an interrupted run)",
+    )
+    _add_inference_arguments(parser)
+    args = parser.parse_args(argv)
+    names = [scene_name(source) for source in args.sources]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        parser.error(f"sources share output names {repeated}; predict them into separate --out.")
+    predictor = WindowedPredictor.from_checkpoint(args.checkpoint, _options(args, progress=True))
+    for source, name in zip(args.sources, names, strict=True):
+        classes_path, probabilities_path = output_paths(args.out, name)
+        if args.skip_existing and classes_path.exists() and probabilities_path.exists():
+            print(f"skip {source}: {classes_path} exists")
+            continue
+        with open_scene(source) as scene:
+            predict_scene(
+                predictor,
+                scene,
+                classes_path,
+                probabilities_path,
+                resolution=args.resolution,
+                cloud_threshold=args.cloud_threshold,
+            )
+        print(f"{source} -> {classes_path}, {probabilities_path}")
+    return 0
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cloudfree-evaluate-masks",
+        description="Score cloud-mask producers on a labeled split; writes metrics.json, "
+        "metrics.md and worst_scenes.png to --out.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.csv)")
+    parser.add_argument("--split", default="test", help="manifest split to evaluate")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a .ckpt for 'checkpoint'")
+    parser.add_argument(
+        "--producers",
+        nargs="+",
+        default=None,
+        choices=producer_names(),
+        help="producers in table order; the first ranks the worst scenes (default: checkpoint "
+        "if --checkpoint is given, then s2cloudless, scl, threshold)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("experiments/mask_evaluation"))
+    parser.add_argument("--worst", type=int, default=6, help="scenes in the worst-scenes figure")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="for scenes without a stored split: assign sites as the DataModule does (its "
+        "data.split_seed)",
+    )
+    parser.add_argument(
+        "--s2cloudless-resolution",
+        type=float,
+        default=160.0,
+        help="pixel size (m) s2cloudless runs at (160: as Sentinel Hub runs it)",
+    )
+    _add_inference_arguments(parser)
+    args = parser.parse_args(argv)
+    names = args.producers
+    if names is None:
+        names = [*(["checkpoint"] if args.checkpoint else []), "s2cloudless", "scl", "threshold"]
+    predictor = None
+    if "checkpoint" in names and args.checkpoint is not None:
+        predictor = WindowedPredictor.from_checkpoint(args.checkpoint, _options(args, False))
+    producers = build_producers(
+        names,
+        checkpoint=args.checkpoint,
+        predictor=predictor,
+        resolution=args.resolution,
+        cloud_threshold=args.cloud_threshold,
+        s2cloudless_resolution=args.s2cloudless_resolution,
+    )
+    command = shlex.join(["cloudfree-evaluate-masks", *(sys.argv[1:] if argv is None else argv)])
+    report = evaluate_masks(
+        args.data,
+        producers,
+        args.out,
+        split=args.split,
+        worst=args.worst,
+        split_seed=args.split_seed,
+        command=command,
+    )
+    for name, result in report["producers"].items():
+        metrics = result["metrics"]
+        summary = ", ".join(
+            f"{key} {metrics[key]:.3f}"
+            for key in ("balanced_accuracy", "iou_cloud_vs_rest")
+            if key in metrics
+        )
+        print(f"{name}: {result['scenes']} scenes, {summary}")
+    print(f"wrote {args.out / 'metrics.md'}")
+    return 0

@@ -1,0 +1,71 @@
+"""cloudfree-predict and cloudfree-evaluate-masks, end to end with a real (tiny, untrained)
+checkpoint as CloudSegTask writes it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import rasterio
+import torch
+
+from cloudseg.checkpoint import load_checkpoint
+from cloudseg.inference.cli import evaluate_main, predict_main, scene_name
+from cloudseg.models import build_segmenter
+from cloudseg.task import CHECKPOINT_KEY
+
+CHECKPOINT_BANDS = ("B02", "B04", "B8A", "B11")
+
+
+@pytest.fixture
+def checkpoint(tmp_path, checkpoint_meta):
+    """A tiny ViT (random weights) saved the way CloudSegTask saves checkpoints."""
+    torch.manual_seed(0)
+    model = build_segmenter(backbone="vit_tiny", bands=CHECKPOINT_BANDS, head="linear", img_size=32)
+    meta = {**checkpoint_meta(CHECKPOINT_BANDS, patch_size=32), "model_config": model.config}
+    state_dict = {f"model.{key}": value for key, value in model.state_dict().items()}
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": state_dict, CHECKPOINT_KEY: meta}, path)
+    load_checkpoint(path)  # the fixture is a valid checkpoint
+    return path
+
+
+def test_predict_writes_each_scene_and_can_continue(
+    checkpoint, write_scene, smooth_reflectance, tmp_path, capsys
+):
+    sources = [
+        write_scene("first", smooth_reflectance(5, 40, 50, seed=1)),
+        write_scene("second", smooth_reflectance(5, 70, 30, seed=2)),
+    ]
+    out = tmp_path / "predictions"
+    argv = [str(checkpoint), *map(str, sources), "--out", str(out), "--resolution", "20"]
+    assert predict_main(argv) == 0
+    for source in sources:
+        with (
+            rasterio.open(out / f"{source.stem}_classes.tif") as classes,
+            rasterio.open(source) as image,
+        ):
+            assert classes.transform == image.transform and classes.shape == image.shape
+            assert classes.tags()["INFERENCE_RESOLUTION"] == "20"
+            assert classes.tags()["CHECKPOINT"] == str(checkpoint)
+    assert predict_main([*argv, "--skip-existing"]) == 0
+    assert capsys.readouterr().out.count("skip ") == 2
+
+
+def test_evaluate_writes_the_tables_with_the_command(checkpoint, labeled_dataset, tmp_path):
+    out = tmp_path / "evaluation"
+    argv = ["--data", str(labeled_dataset), "--checkpoint", str(checkpoint), "--out", str(out)]
+    argv += ["--producers", "checkpoint", "threshold", "--window-size", "32", "--worst", "1"]
+    assert evaluate_main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert list(report["producers"]) == ["checkpoint", "threshold"]
+    assert report["command"].startswith("cloudfree-evaluate-masks --data ")
+    assert report["producers"]["checkpoint"]["scenes"] == 3
+    assert "| checkpoint | 3 | 1.000 |" in (out / "metrics.md").read_text()
+
+
+def test_scene_names_for_outputs():
+    assert scene_name("data/S2A_MSIL1C_20200101.SAFE") == "S2A_MSIL1C_20200101"
+    assert scene_name("scenes/T31TDH_20200101.tif") == "T31TDH_20200101"
+    assert scene_name("l2a-29RKH-20200219/item.json") == "l2a-29RKH-20200219"
+    assert scene_name("folder/l1c-T31TDH-20150726/") == "l1c-T31TDH-20150726"
