@@ -17,6 +17,7 @@ seam measure) and return plain ``dict``s of floats, ready for the run JSON and W
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -133,11 +134,14 @@ def seam_error(
     composite_a: str | os.PathLike,
     composite_b: str | os.PathLike,
     tolerance: float = 0.01,
+    max_pixels: int | None = None,
 ) -> dict[str, float]:
     """Compare two composites of neighbouring tiles on their overlap (same CRS and pixel grid).
 
     Reads only the overlap. Values are compared as reflectance (DN / 10000 for integer rasters) over
     pixels valid in both. Also reports the overlap size, so a tiny overlap is not over-read.
+    ``max_pixels`` bounds memory: a larger overlap is read decimated by an integer factor (through
+    the COG overviews), reported as ``seam_decimation`` (1: every pixel).
     """
     with rasterio.open(composite_a) as a, rasterio.open(composite_b) as b:
         grid_a, grid_b = Grid.from_dataset(a), Grid.from_dataset(b)
@@ -157,7 +161,13 @@ def seam_error(
         for dataset in (a, b):
             window = from_bounds(left, bottom, right, top, dataset.transform)
             window = window.round_offsets().round_lengths()
-            data = dataset.read(window=window, masked=True).astype(np.float32).filled(np.nan)
+            height, width = int(window.height), int(window.width)
+            factor = 1
+            if max_pixels is not None and height * width > max_pixels:
+                factor = math.ceil(math.sqrt(height * width / max_pixels))
+            out_shape = (dataset.count, max(1, height // factor), max(1, width // factor))
+            data = dataset.read(window=window, out_shape=out_shape, masked=True)
+            data = data.astype(np.float32).filled(np.nan)
             if np.issubdtype(dataset.dtypes[0], np.integer):
                 data /= 10000.0
             values.append(data)
@@ -177,4 +187,5 @@ def seam_error(
         "seam_rmse": float(np.sqrt(np.mean(absolute**2))),
         "seam_p99_abs": float(np.percentile(absolute, 99)),
         "seam_share_over_tol": float(np.mean(absolute > tolerance)),
+        "seam_decimation": factor,
     }

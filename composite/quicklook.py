@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import rasterio
+import rasterio.io
 from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -61,9 +63,11 @@ def rgba_image(
     return np.dstack([*rgb, alpha])
 
 
-def png_bytes(rgba: np.ndarray) -> bytes:
+def png_bytes(rgba: np.ndarray, optimize: bool = False) -> bytes:
+    """PNG-encode an RGBA array. ``optimize`` (zlib level 9) saves ~6 % of the bytes of a
+    1024 px quicklook but takes ~8x longer (3.4 s against 0.4 s), so it is off by default."""
     buffer = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=True)
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", optimize=optimize)
     return buffer.getvalue()
 
 
@@ -72,6 +76,39 @@ def write_png(path: str | os.PathLike, rgba: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(png_bytes(rgba))
     return Path(path)
+
+
+@contextmanager
+def _preview_source(
+    path: str | os.PathLike, crs: str | None, resampling: Resampling
+) -> Iterator[rasterio.io.DatasetReaderBase]:
+    """The raster, or a ``WarpedVRT`` of it in ``crs``; a raster without nodata gets an alpha band
+    in the VRT, so the area the warp adds around it is masked, not zero."""
+    with rasterio.open(path) as dataset:
+        if not crs:
+            yield dataset
+            return
+        with WarpedVRT(
+            dataset, crs=crs, resampling=resampling, add_alpha=dataset.nodata is None
+        ) as vrt:
+            yield vrt
+
+
+def _read_preview(
+    src: rasterio.io.DatasetReaderBase,
+    indexes: Sequence[int],
+    max_size: int,
+    resampling: Resampling,
+) -> np.ndarray:
+    """``indexes`` of ``src`` at most ``max_size`` px on the long side, float32, NaN where masked."""
+    factor = max(1.0, max(src.height, src.width) / max_size)
+    out_shape = (
+        len(indexes),
+        max(1, round(src.height / factor)),
+        max(1, round(src.width / factor)),
+    )
+    data = src.read(list(indexes), out_shape=out_shape, resampling=resampling, masked=True)
+    return data.astype(np.float32).filled(np.nan)
 
 
 def read_bands_preview(
@@ -84,14 +121,7 @@ def read_bands_preview(
     as DN (reflectance x 10000, offset already harmonised). ``crs`` (e.g. ``"EPSG:3857"`` for web
     maps) warps the preview on the fly.
     """
-    with (
-        rasterio.open(path) as dataset,
-        (
-            WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear)
-            if crs
-            else nullcontext(dataset)
-        ) as src,
-    ):
+    with _preview_source(path, crs, Resampling.bilinear) as src:
         available = [canonical_band_name(d) if d else "" for d in src.descriptions]
         indexes = []
         for name in bands:
@@ -102,17 +132,40 @@ def read_bands_preview(
                     f"among them."
                 )
             indexes.append(available.index(name) + 1)
-        factor = max(1.0, max(src.height, src.width) / max_size)
-        out_shape = (
-            len(indexes),
-            max(1, round(src.height / factor)),
-            max(1, round(src.width / factor)),
-        )
-        data = src.read(indexes, out_shape=out_shape, resampling=Resampling.average, masked=True)
-        values = data.astype(np.float32).filled(np.nan)
+        values = _read_preview(src, indexes, max_size, Resampling.average)
         if np.issubdtype(src.dtypes[0], np.integer):
             values /= 10000.0
         return values, tuple(src.bounds)
+
+
+def read_band_values_preview(
+    path: str | os.PathLike, band: int = 1, max_size: int = 1024, crs: str | None = None
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """One band's stored values (counts, dates, classes) at most ``max_size`` px on its long side,
+    by nearest neighbour (values are never mixed). Returns (float32 ``(y, x)`` with NaN where
+    masked, bounds in the read CRS); ``crs`` warps as :func:`read_bands_preview` does."""
+    with _preview_source(path, crs, Resampling.nearest) as src:
+        values = _read_preview(src, [band], max_size, Resampling.nearest)
+        return values[0], tuple(src.bounds)
+
+
+#: Colour of pixels with no valid observation in :func:`count_rgba` (a red no ramp colour has).
+NO_OBSERVATION_RGB = (228, 26, 28)
+
+
+def count_rgba(count: np.ndarray, max_count: int, colormap: str = "viridis") -> np.ndarray:
+    """(y, x) valid-observation counts -> (y, x, 4) uint8 RGBA: ``colormap`` from 1 (dark) to
+    ``max_count`` (bright), 0 in :data:`NO_OBSERVATION_RGB`, NaN (no raster there) transparent."""
+    if max_count < 1:
+        raise ValueError(f"max_count={max_count} must be >= 1 (the number of scenes).")
+    finite = np.isfinite(count)
+    values = np.where(finite, count, 0.0)
+    ramp = matplotlib.colormaps[colormap]
+    scaled = np.clip((values - 1.0) / max(max_count - 1, 1), 0.0, 1.0)
+    rgba = (ramp(scaled) * 255).round().astype(np.uint8)
+    rgba[values == 0, :3] = NO_OBSERVATION_RGB
+    rgba[..., 3] = np.where(finite, 255, 0)
+    return rgba
 
 
 def write_quicklooks(

@@ -22,7 +22,14 @@ from rasterio.warp import transform_bounds
 
 from cloudseg.sentinel2.bands import RGB_BANDS
 from cloudseg.sentinel2.cog import atomic_path
-from composite.quicklook import DEFAULT_STRETCH, png_bytes, read_bands_preview, rgba_image
+from composite.quicklook import (
+    DEFAULT_STRETCH,
+    count_rgba,
+    png_bytes,
+    read_band_values_preview,
+    read_bands_preview,
+    rgba_image,
+)
 
 ASSETS = Path(__file__).parent / "assets" / "leaflet"
 
@@ -202,3 +209,19 @@ def map_layers_from_cog(
         east,
         north,
     )
+
+
+def count_map_layer(
+    path: str | os.PathLike,
+    *,
+    name: str,
+    max_count: int,
+    max_size: int = 1024,
+    visible: bool = False,
+) -> tuple[MapLayer, tuple[float, float, float, float]]:
+    """A map layer of a valid-observation count raster (``count.tif``), warped to Web Mercator by
+    nearest neighbour: a colour ramp from 1 to ``max_count``, 0 flagged (see
+    :func:`composite.quicklook.count_rgba`). Returns the layer and its bounds in degrees."""
+    count, (left, bottom, right, top) = read_band_values_preview(path, 1, max_size, crs="EPSG:3857")
+    bounds = transform_bounds("EPSG:3857", "EPSG:4326", left, bottom, right, top)
+    return MapLayer(name, png_bytes(count_rgba(count, max_count)), visible), bounds

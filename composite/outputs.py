@@ -1,0 +1,240 @@
+"""Write a finished composite run: COGs assembled from the window files, and the run JSON.
+
+Outputs in the output folder:
+
+- ``composite.tif``: uint16 DN harmonised to offset 0 (reflectance = DN / 10000), one band per
+  output band (band descriptions are the band names, so :func:`cloudseg.sentinel2.reader.open_scene`
+  reads it like a scene), nodata 0.
+- ``count.tif``: uint16, the number of valid (unmasked, with data) observations per pixel.
+- ``provenance.tif`` (observation-picking methods only): uint32 sensing date ``YYYYMMDD`` of the
+  observation each value came from, nodata 0; one band per output band, or one band for a
+  date-consistent composite (``key_bands``).
+- ``run.json``: inputs, dates, skipped scenes, masks, checkpoint hash, configuration, counts.
+
+Windows are first written into tiled GeoTIFFs in the work folder, one window at a time (memory
+stays at one window), then converted to COGs through :func:`cloudseg.sentinel2.cog.atomic_path`,
+so an output file exists only when complete; ``run.json`` is written last and marks a finished run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from tqdm.auto import tqdm
+
+from cloudseg.sentinel2.cog import atomic_path
+from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, CompositeRun, grid_record
+
+log = logging.getLogger(__name__)
+
+TILE_SIZE = 512
+PROVENANCE_NODATA = 0
+RUN_JSON = "run.json"
+
+
+@dataclass(frozen=True)
+class CompositeOutputs:
+    """Paths of a finished run's outputs (``provenance`` is ``None`` for ``linear``)."""
+
+    out_dir: Path
+    composite: Path
+    count: Path
+    provenance: Path | None
+    run_json: Path
+
+    def record(self) -> dict[str, str | None]:
+        return {
+            "composite": self.composite.name,
+            "count": self.count.name,
+            "provenance": self.provenance.name if self.provenance else None,
+            "run_json": self.run_json.name,
+        }
+
+
+def output_paths(out_dir: str | Path, picks: bool) -> CompositeOutputs:
+    out_dir = Path(out_dir)
+    return CompositeOutputs(
+        out_dir=out_dir,
+        composite=out_dir / "composite.tif",
+        count=out_dir / "count.tif",
+        provenance=out_dir / "provenance.tif" if picks else None,
+        run_json=out_dir / RUN_JSON,
+    )
+
+
+def scene_dates(run: CompositeRun) -> np.ndarray:
+    """``YYYYMMDD`` (uint32) of each scene of the run, in stack order."""
+    return np.array(
+        [int(scene.datetime.strftime("%Y%m%d")) for scene in run.job.scenes], dtype=np.uint32
+    )
+
+
+def write_rasters(
+    run: CompositeRun, out_dir: str | Path, tags: Mapping[str, Any], *, progress: bool = True
+) -> tuple[CompositeOutputs, dict[str, int]]:
+    """Assemble the window files into COGs in ``out_dir``; returns the paths and pixel counts
+    (``no_valid``: pixels without a valid observation; ``fallback``: of those, filled from all
+    observations)."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _write_rasters(run, out_dir, tags, progress)
+
+
+def _write_rasters(
+    run: CompositeRun, out_dir: str | Path, tags: Mapping[str, Any], progress: bool
+) -> tuple[CompositeOutputs, dict[str, int]]:
+    job = run.job
+    picks = job.method != "linear"
+    outputs = output_paths(out_dir, picks)
+    outputs.out_dir.mkdir(parents=True, exist_ok=True)
+    assembly = run.work_dir / "assembly"
+    assembly.mkdir(parents=True, exist_ok=True)
+    base = {
+        "driver": "GTiff",
+        "tiled": True,
+        "blockxsize": TILE_SIZE,
+        "blockysize": TILE_SIZE,
+        "BIGTIFF": "IF_SAFER",
+        **job.grid.to_profile(),
+    }
+    provenance_bands = 1 if job.key is not None else len(job.bands)
+    dates = scene_dates(run)
+    text_tags = {key: str(value) for key, value in tags.items()}
+    totals = {"no_valid": 0, "fallback": 0}
+    with (
+        rasterio.open(
+            assembly / "composite.tif", "w", count=len(job.bands), dtype="uint16",
+            nodata=COMPOSITE_NODATA, **base,
+        ) as composite,
+        rasterio.open(assembly / "count.tif", "w", count=1, dtype="uint16", **base) as count,
+    ):  # fmt: skip
+        provenance = (
+            rasterio.open(
+                assembly / "provenance.tif",
+                "w",
+                count=provenance_bands,
+                dtype="uint32",
+                nodata=PROVENANCE_NODATA,
+                **base,
+            )  # fmt: skip
+            if picks
+            else None
+        )
+        try:
+            for index, window in enumerate(
+                tqdm(run.windows, desc="write outputs", unit="window", disable=not progress)
+            ):
+                with np.load(job.window_path(index)) as saved:
+                    composite.write(saved["composite"], window=window)
+                    count.write(saved["count"].astype(np.uint16), 1, window=window)
+                    totals["no_valid"] += int(np.count_nonzero(saved["count"] == 0))
+                    totals["fallback"] += int(np.count_nonzero(saved["fallback"]))
+                    if provenance is not None:
+                        index_array = saved["index"]
+                        picked_dates = np.where(
+                            index_array >= 0, dates[np.clip(index_array, 0, None)], 0
+                        )
+                        provenance.write(picked_dates.astype(np.uint32), window=window)
+            for index, band in enumerate(job.bands, start=1):
+                composite.set_band_description(index, band)
+            composite.update_tags(**text_tags, DN_OFFSET="0", REFLECTANCE_SCALE="0.0001")
+            count.set_band_description(1, "valid_observations")
+            count.update_tags(**text_tags)
+            if provenance is not None:
+                names = ["date"] if job.key is not None else [f"date_{b}" for b in job.bands]
+                for index, name in enumerate(names, start=1):
+                    provenance.set_band_description(index, name)
+                provenance.update_tags(**text_tags, DATE_FORMAT="YYYYMMDD")
+        finally:
+            if provenance is not None:
+                provenance.close()
+    publish = [
+        (assembly / "composite.tif", outputs.composite, "AVERAGE"),
+        (assembly / "count.tif", outputs.count, "NEAREST"),
+    ]
+    if outputs.provenance is not None:
+        publish.append((assembly / "provenance.tif", outputs.provenance, "NEAREST"))
+    for tiled, target, resampling in publish:
+        to_cog(tiled, target, resampling)
+    shutil.rmtree(assembly, ignore_errors=True)
+    return outputs, totals
+
+
+def to_cog(tiled: Path, target: Path, overview_resampling: str) -> None:
+    """Copy a tiled GeoTIFF to a COG at ``target``, atomically."""
+    with atomic_path(target) as partial:
+        rasterio.shutil.copy(
+            tiled,
+            partial,
+            driver="COG",
+            compress="DEFLATE",
+            predictor=2,
+            blocksize=TILE_SIZE,
+            overview_resampling=overview_resampling,
+            bigtiff="IF_SAFER",
+        )
+
+
+def run_record(
+    run: CompositeRun,
+    outputs: CompositeOutputs,
+    pixel_totals: Mapping[str, int],
+    *,
+    masks: dict[str, Any],
+    config: Mapping[str, Any],
+    cluster: Mapping[str, Any],
+    timing_s: Mapping[str, float],
+) -> dict[str, Any]:
+    """The content of ``run.json``."""
+    job = run.job
+    pixels = job.grid.height * job.grid.width
+    scenes = []
+    for scene, mask_path in zip(job.scenes, job.mask_paths, strict=True):
+        scenes.append({**scene.record(), "mask": mask_path})
+    return {
+        "format": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "run_key": run.run_key,
+        "outputs": outputs.record(),
+        "composite": {
+            "bands": list(job.bands),
+            "q": job.q,
+            "method": job.method,
+            "key_bands": [job.bands[i] for i in job.key] if job.key else None,
+            "no_valid": job.no_valid,
+            "units": "DN harmonised to offset 0: reflectance = DN / 10000; 0 is nodata",
+            "provenance": "sensing date YYYYMMDD of the picked observation; 0 is nodata",
+        },
+        "grid": grid_record(job.grid),
+        "stack": {**run.stack.summary(), "scenes_used": scenes},
+        "masks": masks,
+        "windows": {
+            "total": len(run.windows),
+            "reused": run.reused_windows,
+            "computed": run.computed_windows,
+        },
+        "pixels": {
+            "total": pixels,
+            "no_valid": pixel_totals["no_valid"],
+            "fallback": pixel_totals["fallback"],
+        },
+        "cluster": dict(cluster),
+        "timing_s": {key: round(value, 3) for key, value in timing_s.items()},
+        "config": dict(config),
+    }
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> Path:
+    """Write JSON atomically (NaN is not allowed: it is not JSON)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, allow_nan=False, default=str) + "\n")
+    return path

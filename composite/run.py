@@ -1,0 +1,193 @@
+"""The body of ``python composite.py``: stack -> masks -> windowed composite -> outputs.
+
+:func:`run_composite` takes the composed Hydra config of ``conf/composite.yaml``;
+:func:`composite_stack` is the same pipeline for a stack already assembled, so a caller can
+composite one stack several times (e.g. baselines with other mask sources onto the same grid).
+
+Reporters are the hook for what comes after the rasters (metrics, quicklooks, map pages): each is
+called with the :class:`CompositeResult` once the COGs exist, and what it returns (a JSON-ready
+dict, or ``None``) is stored in ``run.json`` under ``reports.<name>``; ``run.json`` is written
+after every reporter has run, so it still marks a finished run. :func:`run_composite` attaches
+:class:`composite.evidence.EvidenceReporter` (baselines, metrics, quicklooks, map page, W&B) as
+the reporter ``evidence`` when its settings carry ``evidence``, as the composed config does.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cloudseg.labels import CLASS_NAMES
+from cloudseg.sentinel2.grid import Grid
+from composite.cluster import ClusterSettings, Executor, open_executor
+from composite.driver import (
+    CompositeSettings,
+    composite_bands,
+    composite_windows,
+    output_grid,
+)
+from composite.evidence import EvidenceReporter, EvidenceSettings, evidence_settings
+from composite.masking import InferenceSettings, MaskSet, MaskSettings, prepare_masks
+from composite.outputs import CompositeOutputs, run_record, write_json, write_rasters
+from composite.stack import Stack, StackSettings, build_stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything ``conf/composite.yaml`` holds, checked (see each part's settings class)."""
+
+    stack: StackSettings
+    masks: MaskSettings
+    composite: CompositeSettings
+    cluster: ClusterSettings
+    out_dir: str
+    work_dir: str
+    progress: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+    #: Baselines, metrics and pictures after the composite (``None``: none of them).
+    evidence: EvidenceSettings | None = None
+
+
+@dataclass(frozen=True)
+class CompositeResult:
+    """A finished composite: where its outputs are and what went into them."""
+
+    outputs: CompositeOutputs
+    grid: Grid
+    bands: tuple[str, ...]
+    stack: Stack
+    masks: MaskSet
+    settings: CompositeSettings
+    record: dict[str, Any]
+
+
+#: ``reporter(result) -> dict | None``; see the module docstring.
+Reporter = Callable[[CompositeResult], Mapping[str, Any] | None]
+
+
+def settings_from_config(cfg: DictConfig) -> RunSettings:
+    """Typed, validated settings from the composed config (values errors name the key)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    stack = dict(container["stack"])
+    masks = dict(container["masks"])
+    inference = InferenceSettings(**masks.pop("inference"))
+    composite = dict(container["composite"])
+    return RunSettings(
+        stack=StackSettings(**stack),
+        masks=MaskSettings(**masks, checkpoint=container.get("ckpt"), inference=inference),
+        composite=CompositeSettings(**composite),
+        cluster=ClusterSettings(**container["cluster"]),
+        out_dir=str(container["out_dir"]),
+        work_dir=str(container["work_dir"]),
+        progress=bool(container.get("progress", True)),
+        config=container,
+        evidence=evidence_settings(container),
+    )
+
+
+def run_composite(
+    cfg: DictConfig | RunSettings, reporters: Mapping[str, Reporter] | None = None
+) -> CompositeResult:
+    """Build the stack, mask it, composite it and write the outputs (``python composite.py``)."""
+    settings = cfg if isinstance(cfg, RunSettings) else settings_from_config(cfg)
+    started = time.perf_counter()
+    stack = build_stack(settings.stack, progress=settings.progress)
+    stack_s = time.perf_counter() - started
+    with open_executor(settings.cluster) as executor:
+        if settings.evidence is not None:
+            reporters = {"evidence": EvidenceReporter(settings, executor), **(reporters or {})}
+        result = composite_stack(
+            stack,
+            settings.masks,
+            settings.composite,
+            out_dir=settings.out_dir,
+            work_dir=settings.work_dir,
+            executor=executor,
+            bbox=settings.stack.bbox,
+            config=settings.config,
+            reporters=reporters,
+            progress=settings.progress,
+            timing_s={"stack": stack_s},
+        )
+    log.info("Composite written to %s", result.outputs.out_dir)
+    return result
+
+
+def composite_stack(
+    stack: Stack,
+    mask_settings: MaskSettings,
+    settings: CompositeSettings,
+    *,
+    out_dir: str | Path,
+    work_dir: str | Path,
+    executor: Executor,
+    grid: Grid | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    config: Mapping[str, Any] | None = None,
+    reporters: Mapping[str, Reporter] | None = None,
+    progress: bool = True,
+    timing_s: Mapping[str, float] | None = None,
+) -> CompositeResult:
+    """Mask ``stack``, composite it on ``grid`` (default: :func:`output_grid`) and write the
+    outputs to ``out_dir``; window files live under ``work_dir`` until the outputs exist."""
+    timing = dict(timing_s or {})
+    started = time.perf_counter()
+    masks, stack = prepare_masks(stack, mask_settings, executor, progress=progress)
+    timing["masks"] = time.perf_counter() - started
+    bands = composite_bands(stack, settings)
+    grid = grid or output_grid(stack, settings, bands, bbox)
+    started = time.perf_counter()
+    run = composite_windows(
+        stack, masks, settings, grid, bands, work_dir, executor, progress=progress
+    )
+    timing["windows"] = time.perf_counter() - started
+    started = time.perf_counter()
+    dates = [scene.datetime.date().isoformat() for scene in run.stack.scenes]
+    tags = {
+        "RUN_KEY": run.run_key,
+        "Q": f"{settings.q:g}",
+        "METHOD": settings.method,
+        "KEY_BANDS": " ".join(settings.key_bands or ()),
+        "NO_VALID": settings.no_valid,
+        "MASK_SOURCE": masks.source,
+        "EXCLUDE": " ".join(CLASS_NAMES[code] for code in masks.exclude_codes),
+        "BUFFER_M": f"{masks.buffer_m:g}",
+        "CHECKPOINT_SHA256": masks.checkpoint_sha256 or "",
+        "SCENES": len(run.stack),
+        "FIRST_DATE": min(dates),
+        "LAST_DATE": max(dates),
+    }
+    outputs, totals = write_rasters(run, out_dir, tags, progress=progress)
+    timing["outputs"] = time.perf_counter() - started
+    log.info(
+        "%d windows (%d reused), %d scenes, %d of %d pixels without a valid observation.",
+        len(run.windows), run.reused_windows, len(run.stack), totals["no_valid"],
+        grid.height * grid.width,
+    )  # fmt: skip
+    record = run_record(
+        run,
+        outputs,
+        totals,
+        masks=masks.record(),
+        config={"command": sys.argv, **(config or {})},
+        cluster=executor.describe(),
+        timing_s=timing,
+    )
+    result = CompositeResult(outputs, grid, bands, run.stack, masks, settings, record)
+    reports = {name: reporter(result) for name, reporter in (reporters or {}).items()}
+    if reports:
+        record["reports"] = reports
+    write_json(outputs.run_json, record)
+    if not settings.keep_work:
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+    return result

@@ -1,0 +1,143 @@
+"""Masks per scene: made once and reused from the cache, exclusion of configurable classes with a
+metric buffer that does not seam at window edges, unreadable scenes skipped, clear errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
+from cloudseg.sentinel2.cog import write_cog
+from composite.cluster import LocalExecutor
+from composite.driver import plan_windows
+from composite.masking import MaskSettings, disk, exclusion_window, prepare_masks, read_classes
+from composite.stack import StackSettings, build_stack
+
+
+def scl_settings(tmp_path, **kwargs) -> MaskSettings:
+    return MaskSettings(source="scl", cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+def test_scl_masks_are_made_once_then_reused_from_the_cache(tiny_stack, tmp_path):
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    masks, kept = prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (masks.computed, masks.reused, len(kept)) == (10, 0, 10)
+    assert masks.key == "scl"
+    first = stack.scenes[0]
+    path = masks.paths[first.scene_id]
+    assert path.startswith(str(tmp_path / "cache" / "scl" / first.scene_id))
+    with rasterio.open(path) as dataset:
+        classes = dataset.read(1)
+        assert dataset.nodata == IGNORE_INDEX and dataset.descriptions == ("class",)
+    assert (classes[tiny_stack.cloud[0]] == THICK_CLOUD).all()
+    assert (classes[tiny_stack.shadow[0]] == CLOUD_SHADOW).all()
+    assert (classes[~tiny_stack.cloud[0] & ~tiny_stack.shadow[0]] == CLEAR).all()
+    nodata_scene = masks.paths[stack.scenes[3].scene_id]
+    assert (read_classes(nodata_scene, tiny_stack.grid)[tiny_stack.nodata[3]] == IGNORE_INDEX).all()
+
+    mtimes = {sid: os.stat(p).st_mtime_ns for sid, p in masks.paths.items()}
+    again, _ = prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (again.computed, again.reused) == (0, 10)
+    assert {sid: os.stat(p).st_mtime_ns for sid, p in again.paths.items()} == mtimes
+
+    # a rewritten scene has a new fingerprint: only its mask is made again
+    tiny_stack.paths[5].write_bytes(tiny_stack.paths[5].read_bytes())
+    os.utime(tiny_stack.paths[5], ns=(1, 1))
+    changed = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    third, _ = prepare_masks(changed, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (third.computed, third.reused) == (1, 9)
+
+
+def write_classes(path, classes, grid):
+    return write_cog(path, classes.astype(np.uint8), grid, nodata=IGNORE_INDEX, categorical=True)
+
+
+def test_exclusion_uses_the_configured_classes_and_a_disk_buffer(tmp_path, grid_of):
+    grid = grid_of(20, 20)
+    classes = np.full((20, 20), CLEAR, dtype=np.uint8)
+    classes[10, 10] = THICK_CLOUD
+    classes[2, 2] = CLOUD_SHADOW
+    classes[18, 0] = IGNORE_INDEX
+    path = write_classes(tmp_path / "mask.tif", classes, grid)
+    full = Window(0, 0, 20, 20)
+    plain = exclusion_window(path, grid, full, [THICK_CLOUD, CLOUD_SHADOW])
+    assert plain.sum() == 3 and plain[10, 10] and plain[2, 2] and plain[18, 0]
+    cloud_only = exclusion_window(path, grid, full, [THICK_CLOUD])
+    assert not cloud_only[2, 2] and cloud_only[10, 10]
+    buffered = exclusion_window(path, grid, full, [THICK_CLOUD], buffer_m=20.0)  # 2 px at 10 m
+    expected = np.zeros((20, 20), dtype=bool)
+    expected[8:13, 8:13] = disk(2.0)
+    expected[18, 0] = True  # no prediction is excluded but does not grow
+    np.testing.assert_array_equal(buffered, expected)
+    assert disk(2.0).sum() == 13
+
+
+def test_buffered_exclusion_does_not_seam_at_window_edges(tmp_path, grid_of):
+    grid = grid_of(50, 45)
+    rng = np.random.default_rng(1)
+    classes = rng.choice([CLEAR, THICK_CLOUD, CLOUD_SHADOW], size=(50, 45), p=[0.97, 0.02, 0.01])
+    path = write_classes(tmp_path / "mask.tif", classes, grid)
+    codes = [THICK_CLOUD, CLOUD_SHADOW]
+    whole = exclusion_window(path, grid, Window(0, 0, 45, 50), codes, buffer_m=35.0)
+    tiled = np.zeros_like(whole)
+    for window in plan_windows(grid, 16):
+        rows, cols = window.toslices()
+        tiled[rows, cols] = exclusion_window(path, grid, window, codes, buffer_m=35.0)
+    np.testing.assert_array_equal(tiled, whole)
+    assert whole.mean() > 0.3  # the buffer grew the sparse clouds a lot
+
+
+def test_masks_on_another_grid_are_read_by_nearest_neighbour(tmp_path, grid_of):
+    fine = grid_of(20, 20, resolution=10.0)
+    classes = np.zeros((20, 20), dtype=np.uint8)
+    classes[:, 10:] = THICK_CLOUD
+    path = write_classes(tmp_path / "mask.tif", classes, fine)
+    coarse = read_classes(path, grid_of(10, 10, resolution=20.0))
+    assert (coarse[:, 5:] == THICK_CLOUD).all() and (coarse[:, :5] == CLEAR).all()
+    outside = read_classes(path, fine.window_grid(Window(15, 15, 10, 10)))
+    assert (outside[5:, :] == IGNORE_INDEX).all() and (outside[:5, :5] == THICK_CLOUD).all()
+
+
+def test_a_scene_unreadable_while_masking_is_skipped(tiny_stack, tmp_path, caplog):
+    data = tiny_stack.paths[2].read_bytes()
+    tiny_stack.paths[2].write_bytes(data[: len(data) // 2])  # header intact, pixels cut off
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    assert len(stack) == 10  # the header still opens
+    with caplog.at_level(logging.WARNING, logger="composite.masking"):
+        masks, kept = prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    bad = stack.scenes[2].scene_id
+    assert len(kept) == 9 and bad not in masks.paths
+    assert [s.source for s in kept.skipped] == [str(tiny_stack.paths[2])]
+    assert bad in caplog.text and "mask failed" in caplog.text
+
+
+def test_source_none_has_no_masks(tiny_stack, tmp_path):
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    masks, kept = prepare_masks(
+        stack, MaskSettings(source="none", cache_dir=str(tmp_path)), LocalExecutor()
+    )
+    assert masks.paths == {} and kept is stack
+    assert not (tmp_path / "none").exists()
+
+
+def test_mask_settings_errors_are_explained(tiny_stack, tmp_path):
+    with pytest.raises(ValueError, match="Unknown class names"):
+        MaskSettings(source="scl", exclude=("cloud",))
+    with pytest.raises(ValueError, match="exclude every observation"):
+        MaskSettings(source="scl", exclude=("clear",))
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        MaskSettings(source="model")
+    with pytest.raises(ValueError, match="not a mask source"):
+        MaskSettings(source="fmask")
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    settings = MaskSettings(source="s2cloudless", cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"10 of 10 scenes lack some.*lacks \['B01'"):
+        prepare_masks(stack, settings, LocalExecutor(), progress=False)
+    missing = MaskSettings(source="model", checkpoint=str(tmp_path / "best.ckpt"))
+    with pytest.raises(FileNotFoundError, match="best.ckpt does not exist"):
+        prepare_masks(stack, missing, LocalExecutor(), progress=False)

@@ -1,0 +1,221 @@
+"""``python composite.py``: the config composes (unknown keys are errors), and the pipeline runs
+end to end from the real L2A STAC item, with SCL masks (as a subprocess, the real CLI) and with a
+tiny checkpoint written here through the real task/checkpoint code (masks cached and reused)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, open_dict
+
+from cloudseg.checkpoint import load_checkpoint
+from cloudseg.data.importers.scl import scl_to_mask
+from cloudseg.labels import IGNORE_INDEX, THICK_CLOUD
+from cloudseg.task import CloudSegTask
+from composite.run import run_composite, settings_from_config
+from composite.stack import StackSettings, build_stack
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+REAL_ITEM = "l2a-29RKH-20200219/item.json"
+MODEL_BANDS = ["B02", "B03", "B04", "B08", "B11"]
+
+
+def compose_composite(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """conf/composite.yaml with ``overrides``, its folders inside ``tmp_path``."""
+    folders = [
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"out_dir={tmp_path / 'out'}",
+        "progress=false",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="composite", overrides=folders + overrides, return_hydra_config=True
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised tiny-ViT checkpoint as training writes it (state_dict + metadata)."""
+    torch.manual_seed(0)
+    task = CloudSegTask(
+        {
+            "backbone": "vit_tiny",
+            "bands": MODEL_BANDS,
+            "head": "linear",
+            "img_size": 32,
+            "pretrained": "none",
+            "drop_path_rate": 0.0,
+        }
+    )
+    task.inference_metadata = {
+        "bands": MODEL_BANDS,
+        "normalization": {"bands": MODEL_BANDS, "mean": [0.3] * 5, "std": [0.1] * 5},
+        "classes": ["clear", "thick_cloud", "thin_cloud", "cloud_shadow"],
+        "model_config": dict(task.model.config),
+        "patch_size": 32,
+    }
+    checkpoint = {"state_dict": task.state_dict()}
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    load_checkpoint(path)  # the real loader accepts it
+    return path
+
+
+def test_config_composes_into_checked_settings(tmp_path):
+    cfg = compose_composite(
+        ["stack.source=/data/scenes", "masks.source=scl", "composite.bands=[B02,B03]",
+         "cluster=localcluster", "masks.buffer_m=40"],
+        tmp_path,
+    )  # fmt: skip
+    settings = settings_from_config(cfg)
+    assert settings.stack.source == "/data/scenes"
+    assert settings.masks.exclude == ("thick_cloud", "thin_cloud", "cloud_shadow")
+    assert settings.masks.buffer_m == 40 and settings.masks.cache_dir.startswith(str(tmp_path))
+    assert settings.composite.bands == ("B02", "B03") and settings.composite.q == 25
+    assert (settings.cluster.mode, settings.cluster.n_workers) == ("localcluster", 2)
+    assert settings.work_dir == str(tmp_path / "outputs" / "cache" / "composite_windows")
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigCompositionException, match="composite.percentile"):
+        compose_composite(["stack.source=x", "composite.percentile=30"], tmp_path)
+    with pytest.raises(ValueError, match="needs a checkpoint: pass ckpt="):
+        settings_from_config(compose_composite(["stack.source=x"], tmp_path))
+    with pytest.raises(ValueError, match="cluster.address"):
+        settings_from_config(
+            compose_composite(["stack.source=x", "masks.source=none", "cluster=address",
+                               "cluster.address=null"], tmp_path)
+        )  # fmt: skip
+
+
+def test_cli_runs_from_the_real_stac_item_with_scl_masks(realdata, tmp_path):
+    item = realdata / REAL_ITEM
+    command = [
+        sys.executable, "composite.py", f"stack.source={item}", "masks.source=scl",
+        "composite.bands=[B02,B03,B04,B08]", "composite.window_size=400",
+        f"out_dir={tmp_path / 'out'}", f"paths.log_dir={tmp_path / 'outputs'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}", "progress=false", "evaluation.baselines=[none]",
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["stack"]["dates"] == ["2020-02-19"]
+    assert record["grid"]["crs"] == "EPSG:32629" and record["grid"]["width"] == 1098
+    assert record["windows"] == {"total": 9, "reused": 0, "computed": 9}
+
+    stack = build_stack(StackSettings(source=str(item)), progress=False)
+    with stack.scenes[0].open() as scene:
+        dn = scene.read(["B02", "B03", "B04", "B08"])
+        excluded = scl_to_mask(scene.read(["SCL"])[0]) != 0  # cloud, cirrus, shadow, no data
+    with rasterio.open(tmp_path / "out" / "composite.tif") as dataset:
+        composite = dataset.read()
+    with rasterio.open(tmp_path / "out" / "count.tif") as dataset:
+        count = dataset.read(1)
+    # one scene: the percentile of one observation is that observation, where the SCL keeps it
+    np.testing.assert_array_equal(count, (~excluded).astype(np.uint16))
+    np.testing.assert_array_equal(composite[:, ~excluded], dn[:, ~excluded])
+    assert (composite[:, excluded] == 0).all()
+    assert record["pixels"]["no_valid"] == excluded.sum() > 40000  # the north-east cirrus
+
+    # the evidence: the unmasked baseline on the same grid, metrics, quicklooks, the map page
+    out = tmp_path / "out"
+    for name in ("composite_rgb.png", "composite_gray.png", "map.html", "metrics.md",
+                 "baselines/none/composite.tif", "baselines/none/composite_rgb.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    table = json.loads((out / "metrics.json").read_text())
+    assert table == record["reports"]["evidence"]["metrics"]
+    assert table["composite"]["share_clear_obs_0"] == pytest.approx(excluded.mean())
+    assert table["baseline_none"]["share_clear_obs_1_2"] == 1.0  # one scene, no mask
+
+
+def test_model_masks_from_a_checkpoint_end_to_end_and_cached(realdata, tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt")
+    overrides = [
+        f"stack.source={realdata / REAL_ITEM}", f"ckpt={checkpoint}",
+        "masks.inference.resolution=600", "masks.inference.window_size=64",
+        "masks.inference.device=cpu", "composite.bands=[B04,B08]", "composite.window_size=600",
+    ]  # fmt: skip
+    result = run_composite(compose_composite(overrides, tmp_path))
+    masks = result.record["masks"]
+    assert (masks["source"], masks["computed"], masks["reused"]) == ("model", 1, 0)
+    assert masks["checkpoint_sha256"] and masks["key"].startswith(masks["checkpoint_sha256"][:16])
+    (mask_path,) = masks["paths"].values()
+    with rasterio.open(mask_path) as dataset:
+        classes = dataset.read(1)
+    assert classes.shape == (1098, 1098) and set(np.unique(classes)) <= {0, 1, 2, 3}
+    with rasterio.open(result.outputs.count) as dataset:
+        count = dataset.read(1)
+    # the composite's valid observations are exactly the pixels the model called clear
+    np.testing.assert_array_equal(count, (classes == 0).astype(np.uint16))
+    assert IGNORE_INDEX not in classes
+
+    # the cached mask is reused; excluding only thick cloud keeps what the model called shadow
+    thick_only = overrides + [f"out_dir={tmp_path / 'again'}", "masks.exclude=[thick_cloud]"]
+    again = run_composite(compose_composite(thick_only, tmp_path))
+    assert (again.record["masks"]["computed"], again.record["masks"]["reused"]) == (0, 1)
+    with rasterio.open(again.outputs.count) as dataset:
+        np.testing.assert_array_equal(dataset.read(1), (classes != THICK_CLOUD).astype(np.uint16))
+
+
+def composite_command(item: Path, root: Path, name: str) -> list[str]:
+    return [
+        sys.executable, "composite.py", f"stack.source={item}", "masks.source=none",
+        "composite.bands=[B02,B03,B04,B08]", "composite.window_size=32", "progress=false",
+        f"out_dir={root / name}", f"paths.log_dir={root / 'outputs'}",
+        f"hydra.run.dir={root / 'hydra' / name}",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path):
+    item = realdata / REAL_ITEM
+    killed_root, reference_root = tmp_path / "killed", tmp_path / "reference"
+    process = subprocess.Popen(
+        composite_command(item, killed_root, "out"), cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    work = killed_root / "outputs" / "cache" / "composite_windows"
+    deadline = time.monotonic() + 240
+    try:
+        while len(list(work.glob("*/windows/*.npz"))) < 100:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no windows were written in time"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finished_at_kill = len(list(work.glob("*/windows/*.npz")))
+    assert finished_at_kill < 35 * 35
+    assert not (killed_root / "out" / "composite.tif").exists()
+
+    for root in (killed_root, reference_root):
+        completed = subprocess.run(
+            composite_command(item, root, "out"), cwd=REPO, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    resumed = json.loads((killed_root / "out" / "run.json").read_text())
+    assert resumed["windows"]["reused"] == finished_at_kill
+    assert resumed["windows"]["computed"] == 35 * 35 - finished_at_kill
+    for name in ("composite.tif", "count.tif"):
+        with (
+            rasterio.open(killed_root / "out" / name) as a,
+            rasterio.open(reference_root / "out" / name) as b,
+        ):
+            np.testing.assert_array_equal(a.read(), b.read(), name)
