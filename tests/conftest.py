@@ -11,7 +11,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REALDATA = Path(
-    os.environ.get("CLOUDFREE_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata")
+    os.environ.get(
+        "CLOUDFREE_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    )
 )
 
 
