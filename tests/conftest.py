@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Sentinel-2 samples in ../shared/realdata (skipped when absent)."""
+"""Shared fixtures: W&B offline for every test, and the real Sentinel-2 samples in
+../shared/realdata (skipped when absent)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("WANDB_MODE", "offline")
+os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REALDATA = Path(
@@ -23,3 +24,10 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real Sentinel-2 samples not found at {REALDATA} (set CLOUDFREE_REALDATA)")
     return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def wandb_offline(monkeypatch):
+    """Each test starts with W&B offline: ``wandb.init`` rewrites ``WANDB_MODE`` (to ``dryrun``)
+    in the process, which would otherwise leak from one test into the next."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
