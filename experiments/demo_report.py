@@ -1,0 +1,468 @@
+"""Print where the demo's outputs are and its headline numbers; write its experiment record.
+
+``make demo`` ends with::
+
+    python experiments/demo_report.py --train outputs/demo/train \
+        --composite outputs/demo/composite_a --neighbour outputs/demo/composite_b \
+        --record experiments/demo
+
+It reads only what the runs wrote: the training's ``metrics.json`` and ``.hydra/`` config, each
+composite's ``metrics.json`` (rows ``composite``, ``baseline_<source>``, ``reference``; see
+``composite/evidence.py``) and ``run.json``. It prints the paths of the main composite, its
+quicklooks, map page and metrics, then the headline: the best validation (and test) IoU of
+cloud + shadow against clear, the residual cloud against the simulated truth of the model-masked
+composite, the unmasked 25th percentile and s2cloudless, and the seam error against the
+neighbouring tile. The record (``--record``) holds ``README.md`` (the same headline, commands,
+configuration, data, metrics tables, figures), ``composite_vs_unmasked.png`` and copies of the
+metrics files, so every number in it can be traced to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import yaml
+
+from cloudseg.sentinel2.bands import RGB_BANDS
+from composite.evidence import HEADLINE_METRICS, MAIN, MAP_PAGE, METRICS_JSON, REFERENCE
+from composite.outputs import RUN_JSON
+from composite.quicklook import auto_stretch, read_bands_preview, rgba_image
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+#: The training metric of the headline (what a composite masks out, against clear).
+IOU_METRIC = "iou_cloud_or_shadow_vs_clear"
+#: The composite rows compared in the headline, with how the record names them.
+HEADLINE_ROWS: dict[str, str] = {
+    MAIN: "model-masked",
+    "baseline_none": "unmasked 25th percentile",
+    "baseline_s2cloudless": "s2cloudless-masked",
+}
+#: Per-class and summary training metrics in the record's table (cloudseg/metrics.py names).
+TRAINING_TABLE_METRICS: tuple[str, ...] = (
+    "iou_clear",
+    "iou_thick_cloud",
+    "iou_thin_cloud",
+    "iou_cloud_shadow",
+    "miou",
+    "iou_cloud_vs_rest",
+    IOU_METRIC,
+    "f1_cloud_or_shadow_vs_clear",
+    "balanced_accuracy",
+    "accuracy",
+)
+FIGURE_NAME = "composite_vs_unmasked.png"
+#: Long side (px) of each panel read for the figure, and the figure's resolution.
+FIGURE_PANEL_PX = 400
+FIGURE_DPI = 64
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file, or an error naming it and what writes it."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: the run that writes it has not finished (run `make demo`)."
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); rerun the step that writes it."
+        ) from err
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A finished ``train.py`` run: its folder, ``metrics.json`` and composed config."""
+
+    folder: Path
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    overrides: list[str]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainingRun:
+        folder = Path(folder)
+        hydra_dir = folder / ".hydra"
+        config_path = hydra_dir / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"{config_path} does not exist: {folder} is not a train.py run folder."
+            )
+        hydra_path = hydra_dir / "hydra.yaml"
+        overrides: list[str] = []
+        if hydra_path.is_file():
+            recorded = yaml.safe_load(hydra_path.read_text())["hydra"]["overrides"]
+            hydra_overrides = [o for o in recorded.get("hydra", []) if o.startswith("hydra.run")]
+            overrides = [*recorded.get("task", []), *hydra_overrides]
+        return cls(
+            folder, read_json(folder / "metrics.json"), yaml.safe_load(config_path.read_text()),
+            overrides,
+        )  # fmt: skip
+
+    @property
+    def command(self) -> str:
+        return " ".join(["python train.py", *map(shlex.quote, self.overrides)])
+
+    @property
+    def best_val_iou(self) -> float | None:
+        """The best validation IoU when it is the monitored metric, as the checkpoint kept it."""
+        if self.metrics.get("monitor") == f"val/{IOU_METRIC}":
+            return self.metrics.get("best_score")
+        return None
+
+    @property
+    def test_iou(self) -> float | None:
+        return self.metrics.get("test", {}).get(f"test/{IOU_METRIC}")
+
+    def metric(self, split: str, name: str) -> float | None:
+        """``<split>/<name>``: test from the best checkpoint, val from the last epoch."""
+        source = self.metrics.get("test" if split == "test" else "fit", {})
+        return source.get(f"{split}/{name}")
+
+
+@dataclass(frozen=True)
+class CompositeRunFiles:
+    """A finished ``composite.py`` run: its folder, ``metrics.json`` table and ``run.json``."""
+
+    folder: Path
+    table: dict[str, dict[str, float]]
+    run: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CompositeRunFiles:
+        folder = Path(folder)
+        table = read_json(folder / METRICS_JSON)
+        if MAIN not in table:
+            raise ValueError(
+                f"{folder / METRICS_JSON} has no row {MAIN!r} (rows: {sorted(table)}); it is "
+                "not the metrics table of a composite run."
+            )
+        return cls(folder, table, read_json(folder / RUN_JSON))
+
+    @property
+    def command(self) -> str:
+        argv = self.run.get("config", {}).get("command") or []
+        return " ".join(["python", *map(shlex.quote, argv)]) if argv else "(not recorded)"
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def row_folder(self, row: str) -> Path:
+        """The folder of a composite of the table (main, ``baseline_<source>``, reference)."""
+        if row == MAIN:
+            return self.folder
+        if row == REFERENCE:
+            return self.folder / "reference"
+        return self.folder / "baselines" / row.removeprefix("baseline_")
+
+    def stretch(self) -> tuple[float, float]:
+        """The reflectance stretch of the run's quicklooks (``auto``: as the run computes it)."""
+        stretch = self.run.get("config", {}).get("quicklook", {}).get("stretch", [0.0, 0.3])
+        if stretch == "auto":
+            rgb, _ = read_bands_preview(self.path("composite.tif"), RGB_BANDS, FIGURE_PANEL_PX)
+            return auto_stretch(rgb)
+        return float(stretch[0]), float(stretch[1])
+
+
+def output_paths(composite: CompositeRunFiles) -> dict[str, Path]:
+    """What a user opens first, by what it is."""
+    return {
+        "composite": composite.path("composite.tif"),
+        "quicklook (RGB)": composite.path("composite_rgb.png"),
+        "quicklook (gray)": composite.path("composite_gray.png"),
+        "map page": composite.path(MAP_PAGE),
+        "metrics": composite.path(METRICS_JSON),
+    }
+
+
+def headline_numbers(
+    training: TrainingRun, composite: CompositeRunFiles, neighbour: CompositeRunFiles | None
+) -> dict[str, float | None]:
+    """The demo's headline, by label (``None`` where a run did not compute it)."""
+    numbers: dict[str, float | None] = {
+        "val IoU cloud+shadow vs clear (best checkpoint)": training.best_val_iou,
+        "test IoU cloud+shadow vs clear (best checkpoint)": training.test_iou,
+    }
+    for row, label in HEADLINE_ROWS.items():
+        numbers[f"residual cloud vs truth, {label}"] = composite.table.get(row, {}).get(
+            "residual_cloud"
+        )
+    if neighbour is not None:
+        numbers["seam MAE vs neighbouring tile (reflectance)"] = neighbour.table[MAIN].get(
+            "seam_mae"
+        )
+    return numbers
+
+
+def format_value(value: float | None) -> str:
+    return "not computed" if value is None else f"{value:.4g}"
+
+
+def headline_text(numbers: Mapping[str, float | None]) -> str:
+    width = max(len(label) for label in numbers)
+    return "\n".join(f"{label:<{width}}  {format_value(v)}" for label, v in numbers.items())
+
+
+def verdict(composite: CompositeRunFiles) -> str:
+    """Whether the model-masked composite has the least residual cloud of the compared ones."""
+    residual = {
+        label: composite.table[row]["residual_cloud"]
+        for row, label in HEADLINE_ROWS.items()
+        if "residual_cloud" in composite.table.get(row, {})
+    }
+    if HEADLINE_ROWS[MAIN] not in residual or len(residual) < 2:
+        return "Residual cloud was not computed for the model-masked composite and a baseline."
+    model = HEADLINE_ROWS[MAIN]
+    least = min(residual.values())
+    if residual[model] > least:
+        best = min(residual, key=residual.get)
+        return (
+            f"The model-masked composite does NOT have the least residual cloud: {best} has "
+            f"{format_value(least)} against {format_value(residual[model])}."
+        )
+    tied = [label for label, value in residual.items() if value == least and label != model]
+    tie = f" (tied with {', '.join(tied)})" if tied else ""
+    return (
+        f"The model-masked composite has the least residual cloud of the compared composites{tie}."
+    )
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def training_table(training: TrainingRun) -> str:
+    """Per-class and binary metrics, validation (last epoch) and test (best checkpoint)."""
+    rows = [
+        [
+            name,
+            format_value(training.metric("val", name)),
+            format_value(training.metric("test", name)),
+        ]
+        for name in TRAINING_TABLE_METRICS
+    ]
+    return markdown_table(["metric", "val (last epoch)", "test (best checkpoint)"], rows)
+
+
+def composite_table(composite: CompositeRunFiles) -> str:
+    """The headline metrics of every composite of a run, one column per composite."""
+    names = list(composite.table)
+    metrics = [m for m in HEADLINE_METRICS if any(m in row for row in composite.table.values())]
+    rows = [[m, *(format_value(composite.table[n].get(m)) for n in names)] for m in metrics]
+    return markdown_table(["metric", *names], rows)
+
+
+def write_comparison_figure(composite: CompositeRunFiles, path: Path) -> Path:
+    """The model-masked composite next to the unmasked 25th percentile (and the truth
+    reference when there is one), true colour with the run's quicklook stretch."""
+    panels = {"model-masked composite": composite.row_folder(MAIN)}
+    if "baseline_none" not in composite.table:
+        raise ValueError(
+            f"{composite.folder / METRICS_JSON} has no baseline_none row: run composite.py with "
+            "evaluation.baselines containing none."
+        )
+    panels["unmasked 25th percentile (baseline)"] = composite.row_folder("baseline_none")
+    if REFERENCE in composite.table:
+        panels["truth reference (no clouds)"] = composite.row_folder(REFERENCE)
+    stretch = composite.stretch()
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 4.8), layout="constrained"
+    )
+    for axis, (title, folder) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        rgb, _ = read_bands_preview(folder / "composite.tif", RGB_BANDS, FIGURE_PANEL_PX)
+        axis.imshow(rgba_image(rgb, stretch))
+        residual = composite.table.get(_row_of(composite, folder), {}).get("residual_cloud")
+        subtitle = "" if residual is None else f"\nresidual cloud {format_value(residual)}"
+        axis.set_title(title + subtitle, fontsize=10)
+        axis.set_axis_off()
+    figure.supxlabel(
+        f"{composite.folder.name}: B04/B03/B02, reflectance {stretch[0]:g}-{stretch[1]:g}",
+        fontsize=10,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", pad_inches=0.1)
+    plt.close(figure)
+    return path
+
+
+def _row_of(composite: CompositeRunFiles, folder: Path) -> str:
+    return next(row for row in composite.table if composite.row_folder(row) == folder)
+
+
+def record_markdown(
+    training: TrainingRun,
+    composite: CompositeRunFiles,
+    neighbour: CompositeRunFiles | None,
+    headline: str,
+) -> str:
+    """The experiment record's README."""
+    data = training.config.get("data", {})
+    trainer = training.config.get("trainer", {})
+    segmenter = training.config.get("model", {}).get("segmenter", {})
+    runs = [composite, *([neighbour] if neighbour else [])]
+    sections = [
+        "# Demo: the whole chain on simulated Sentinel-2 data (CPU)",
+        "",
+        "Generated by `experiments/demo_report.py` from the runs' metrics files (copies in "
+        "`metrics/`); do not edit by hand, rerun `make demo`.",
+        "",
+        "## Headline",
+        "",
+        "```",
+        headline,
+        "```",
+        "",
+        verdict(composite),
+        "",
+        "## Commands",
+        "",
+        "`make demo` (see the Makefile) simulates the data, then runs, as recorded by each run:",
+        "",
+        "```bash",
+        training.command,
+        *(run.command for run in runs),
+        "```",
+        "",
+        "## Configuration",
+        "",
+        f"- model: `{segmenter.get('backbone')}` backbone, `{segmenter.get('head')}` head, "
+        f"pretrained `{segmenter.get('pretrained')}`; lr {training.config.get('model', {}).get('lr')}",
+        f"- training: {trainer.get('max_epochs')} epochs of {data.get('train_chips_per_epoch')} "
+        f"chips of {data.get('patch_size')} px, batch {data.get('batch_size')}, bands "
+        f"{' '.join(data.get('bands', []))}; best checkpoint by `{training.metrics.get('monitor')}`",
+        *(composite_configuration(run) for run in runs),
+        "",
+        "## Data",
+        "",
+        f"- training: `{data.get('root')}` (`cloudfree-simulate labeled`), splits by site",
+        *(composite_data(run) for run in runs),
+        "",
+        "## Training metrics",
+        "",
+        f"Run `{training.folder}`; best `{training.metrics.get('monitor')}` = "
+        f"{format_value(training.metrics.get('best_score'))}.",
+        "",
+        training_table(training),
+        "",
+    ]
+    for run in runs:
+        sections += [
+            f"## Composite metrics: `{run.folder}`",
+            "",
+            "Rows of composite/evidence.py (`residual_*` against the simulated truth; "
+            "`model_residual_*` what the model still calls cloud/shadow in the composite); the "
+            f"full table is `metrics/{run.folder.name}.json`.",
+            "",
+            composite_table(run),
+            "",
+        ]
+    sections += [
+        "## Figures",
+        "",
+        f"![model-masked composite next to the unmasked 25th percentile]({FIGURE_NAME})",
+        "",
+        f"The run's own quicklooks and map page: `{composite.path('composite_rgb.png')}`, "
+        f"`{composite.path(MAP_PAGE)}` (not committed).",
+        "",
+    ]
+    return "\n".join(sections)
+
+
+def composite_configuration(run: CompositeRunFiles) -> str:
+    config = run.run.get("config", {})
+    masks = config.get("masks", {})
+    settings = config.get("composite", {})
+    evaluation = config.get("evaluation", {})
+    return (
+        f"- `{run.folder.name}`: q={settings.get('q')} ({settings.get('method')}), masks "
+        f"`{masks.get('source')}` excluding {masks.get('exclude')} with a {masks.get('buffer_m')} m "
+        f"buffer, model at {masks.get('inference', {}).get('resolution')} m; baselines "
+        f"{evaluation.get('baselines')}"
+    )
+
+
+def composite_data(run: CompositeRunFiles) -> str:
+    stack = run.run.get("stack", {})
+    grid = run.run.get("grid", {})
+    scenes = stack.get("scenes_used", [])
+    dates = sorted(str(scene.get("datetime", ""))[:10] for scene in scenes)
+    span = f", {dates[0]} to {dates[-1]}" if dates else ""
+    source = run.run.get("config", {}).get("stack", {}).get("source")
+    return (
+        f"- `{run.folder.name}`: `{source}` (`cloudfree-simulate tiles`), {len(scenes)} scenes"
+        f"{span}, grid {grid.get('height')} x {grid.get('width')} px"
+    )
+
+
+def write_record(
+    record: Path,
+    training: TrainingRun,
+    composite: CompositeRunFiles,
+    neighbour: CompositeRunFiles | None,
+    headline: str,
+) -> Path:
+    """Write ``README.md``, the comparison figure and copies of the metrics files."""
+    metrics_dir = record / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(training.folder / "metrics.json", metrics_dir / "train.json")
+    for run in [composite, *([neighbour] if neighbour else [])]:
+        shutil.copyfile(run.path(METRICS_JSON), metrics_dir / f"{run.folder.name}.json")
+    write_comparison_figure(composite, record / FIGURE_NAME)
+    readme = record / "README.md"
+    readme.write_text(record_markdown(training, composite, neighbour, headline))
+    return readme
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=Path, required=True, help="the train.py run folder")
+    parser.add_argument("--composite", type=Path, required=True, help="the main composite run")
+    parser.add_argument(
+        "--neighbour", type=Path, default=None, help="the neighbouring tile's run (seam error)"
+    )
+    parser.add_argument("--record", type=Path, default=None, help="write the record here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        training = TrainingRun.load(args.train)
+        composite = CompositeRunFiles.load(args.composite)
+        neighbour = CompositeRunFiles.load(args.neighbour) if args.neighbour else None
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"demo_report: {err}") from err
+    headline = headline_text(headline_numbers(training, composite, neighbour))
+    print("Outputs:")
+    for run in [composite, *([neighbour] if neighbour else [])]:
+        for label, path in output_paths(run).items():
+            print(f"  {run.folder.name} {label}: {path}")
+    print(f"  checkpoint: {training.metrics.get('best_checkpoint')}")
+    sync = (training.metrics.get("wandb") or {}).get("sync_command")
+    if sync:
+        print(f"  W&B (offline): {sync}")
+    print("\nHeadline:")
+    print(headline)
+    print(verdict(composite))
+    if args.record:
+        readme = write_record(args.record, training, composite, neighbour, headline)
+        print(f"\nExperiment record: {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
