@@ -317,6 +317,7 @@ def _unavailable(
 ) -> PretrainedWeightsUnavailableError:
     return PretrainedWeightsUnavailableError(
         f"{what} are not cached and {reason}. Either download {url} on a machine with internet "
-        f"and pass pretrained='file' with weights_path=<the downloaded file>, or fill {cache_hint}, "
-        "or train from random init with pretrained='none'."
+        f"and pass pretrained='file' with weights_path=<the downloaded file> (on the train.py "
+        "command line: model.segmenter.pretrained=file model.segmenter.weights_path=<file>), "
+        f"or fill {cache_hint}, or train from random init with pretrained='none'."
     )
