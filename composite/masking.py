@@ -349,8 +349,11 @@ def _check_bands(stack: Stack, settings: MaskSettings) -> None:
     lacking = {sid: bands for sid, bands in lacking.items() if bands}
     if lacking:
         first = next(iter(lacking.items()))
+        source = settings.source
+        if source == "model":
+            source = f"model (checkpoint {settings.checkpoint}, trained on these bands)"
         raise ValueError(
-            f"masks.source={settings.source} needs {list(needed)}, but {len(lacking)} of "
+            f"masks.source={source} needs {list(needed)}, but {len(lacking)} of "
             f"{len(stack)} scenes lack some (e.g. {first[0]} lacks {first[1]}). Use a source the "
             "stack supports (scl needs L2A SCL, s2cloudless needs the L1C bands incl. B10, the "
             "model needs its training bands) or masks.source=none."

@@ -367,6 +367,12 @@ def search_stac_api(url: str, settings: StackSettings) -> list[pystac.Item]:
     log.info("Searching STAC API %s with %s", url, parameters)
     items = list(Client.open(url).search(**parameters).items())
     log.info("STAC API returned %d items", len(items))
+    if not items:
+        raise ValueError(
+            f"The STAC API {url} found no items for {parameters}. Check stack.collection, "
+            "stack.tile (and stack.tile_property for this API), stack.bbox, stack.years and "
+            "stack.max_cloud_cover/query."
+        )
     return items
 
 
