@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,15 @@ def compose_composite(overrides: list[str], tmp_path: Path) -> DictConfig:
     return cfg
 
 
-def tiny_checkpoint(path: Path) -> Path:
-    """A randomly initialised tiny-ViT checkpoint as training writes it (state_dict + metadata)."""
+def tiny_checkpoint(path: Path, bands: Sequence[str] = MODEL_BANDS) -> Path:
+    """A randomly initialised tiny-ViT checkpoint on ``bands``, as training writes it
+    (state_dict + inference metadata)."""
     torch.manual_seed(0)
+    bands = list(bands)
     task = CloudSegTask(
         {
             "backbone": "vit_tiny",
-            "bands": MODEL_BANDS,
+            "bands": bands,
             "head": "linear",
             "img_size": 32,
             "pretrained": "none",
@@ -64,8 +67,8 @@ def tiny_checkpoint(path: Path) -> Path:
         }
     )
     task.inference_metadata = {
-        "bands": MODEL_BANDS,
-        "normalization": {"bands": MODEL_BANDS, "mean": [0.3] * 5, "std": [0.1] * 5},
+        "bands": bands,
+        "normalization": {"bands": bands, "mean": [0.3] * len(bands), "std": [0.1] * len(bands)},
         "classes": ["clear", "thick_cloud", "thin_cloud", "cloud_shadow"],
         "model_config": dict(task.model.config),
         "patch_size": 32,

@@ -16,19 +16,17 @@ checkpoint trained on bands the scenes lack.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pystac_client
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from rasterio.warp import transform_bounds
+from test_composite_cli import tiny_checkpoint
 
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid
-from cloudseg.task import CloudSegTask
 from composite.cluster import LocalExecutor
 from composite.driver import CompositeSettings
 from composite.masking import MaskSettings, prepare_masks
@@ -101,29 +99,8 @@ def test_a_scene_in_the_neighbouring_utm_zone_is_reprojected_onto_the_output_gri
     np.testing.assert_allclose(composite, expected, atol=1)
 
 
-def l1c_checkpoint(path: Path) -> Path:
-    """A tiny randomly initialised checkpoint of the real training task, on the 13 L1C bands."""
-    torch.manual_seed(0)
-    bands = list(L1C_BANDS)
-    task = CloudSegTask(
-        {"backbone": "vit_tiny", "bands": bands, "head": "linear", "img_size": 32,
-         "pretrained": "none", "drop_path_rate": 0.0}
-    )  # fmt: skip
-    task.inference_metadata = {
-        "bands": bands,
-        "normalization": {"bands": bands, "mean": [0.2] * 13, "std": [0.1] * 13},
-        "classes": ["clear", "thick_cloud", "thin_cloud", "cloud_shadow"],
-        "model_config": dict(task.model.config),
-        "patch_size": 32,
-    }
-    checkpoint = {"state_dict": task.state_dict()}
-    task.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
-    return path
-
-
 def test_a_checkpoint_whose_bands_the_scenes_lack_is_refused_naming_both(tiny_stack, tmp_path):
-    checkpoint = l1c_checkpoint(tmp_path / "l1c.ckpt")
+    checkpoint = tiny_checkpoint(tmp_path / "l1c.ckpt", L1C_BANDS)
     stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
     settings = MaskSettings(
         source="model", checkpoint=str(checkpoint), cache_dir=str(tmp_path / "masks")
