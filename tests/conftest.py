@@ -31,3 +31,20 @@ def wandb_offline(monkeypatch):
     """Each test starts with W&B offline: ``wandb.init`` rewrites ``WANDB_MODE`` (to ``dryrun``)
     in the process, which would otherwise leak from one test into the next."""
     monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def load_experiment():
+    """Import a script of ``experiments/`` (not a package) as a module, by file stem."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses in the script look their module up here
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,32 +3,21 @@ a slow dataset showing up as data wait, its argument checks, and the record it w
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from test_train import TINY_SHRINK, tiny_dataset  # noqa: F401  (tiny_dataset is a fixture)
 
 from cloudseg.data.dataset import RandomChipDataset
 
-REPO = Path(__file__).resolve().parents[1]
 WARMUP, STEPS, BATCH = 1, 3, 2
 SMOKE_OVERRIDES = [*TINY_SHRINK, f"data.train_chips_per_epoch={(WARMUP + STEPS) * BATCH}"]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    """The script as a module (experiments/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_training", REPO / "experiments" / "bench_training.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_training"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_experiment):
+    return load_experiment("bench_training")
 
 
 def test_measures_the_demo_steps_consistently(bench, tiny_dataset, tmp_path):  # noqa: F811

@@ -3,9 +3,7 @@ files, the record holds the same numbers, the figure is written, bad input names
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,10 @@ from PIL import Image
 from cloudseg.sentinel2.cog import write_cog
 from cloudseg.sentinel2.grid import Grid
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def report():
-    """The script as a module (experiments/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "demo_report", REPO / "experiments" / "demo_report.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo_report"] = module
-    spec.loader.exec_module(module)
-    return module
+def report(load_experiment):
+    return load_experiment("demo_report")
 
 
 def write_training_run(folder: Path) -> Path:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.reader import open_scene
 
-BENCH = Path(__file__).resolve().parents[2] / "experiments" / "bench_inference.py"
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_inference", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_simulated_tile_has_native_resolutions_clouds_and_a_swath_edge(tmp_path):
-    bench = load_bench()
+def test_simulated_tile_has_native_resolutions_clouds_and_a_swath_edge(tmp_path, load_experiment):
+    bench = load_experiment("bench_inference")
     folder = bench.write_tile(tmp_path / "tile", size=216)
     with open_scene(folder) as scene:
         assert scene.bands == L1C_BANDS
