@@ -67,7 +67,7 @@ $(DEMO_LABELED): | $(STAMP)
 
 $(DEMO_TRAIN): $(DEMO_LABELED)
 	@echo "== 2/6 train the tiny ViT (W&B offline without a key)"
-	$(PY) train.py experiment=demo data.root=$(DEMO_DATA)/labeled trainer.max_epochs=6 \
+	$(PY) train.py experiment=demo data.root=$(DEMO_DATA)/labeled \
 	  hydra.run.dir=$(DEMO_OUT)/train
 
 $(DEMO_TILES): | $(STAMP)

@@ -58,7 +58,7 @@ class CloudSegTask(BaseTask):
         Args:
             segmenter: keyword arguments of ``build_segmenter`` (backbone, bands, head, img_size,
                 pretrained, weights_path, freeze_backbone, frozen_blocks, drop_path_rate,
-                decoder_channels); ``num_classes`` comes from ``cloudseg.labels``.
+                decoder_channels, detail_channels); ``num_classes`` comes from ``cloudseg.labels``.
             loss: ``"ce"``, ``"dice"`` or ``"ce_dice"`` (see ``cloudseg.losses``).
             dice_weight: weight of the Dice term in ``"ce_dice"``.
             class_weights: cross-entropy weight per class (order of ``CLASS_NAMES``), or None.

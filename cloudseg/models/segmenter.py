@@ -37,6 +37,8 @@ class SegmenterConfig:
         frozen_blocks: freeze patch/position embeddings and the first ``frozen_blocks`` blocks.
         drop_path_rate: stochastic depth rate of the backbone.
         decoder_channels: width of the UPerNet decoder (unused by the linear head).
+        detail_channels: width of the UPerNet head's full-resolution branch on the input bands
+            (0: none; the linear head takes none). See :mod:`cloudseg.models.heads`.
     """
 
     backbone: str
@@ -50,6 +52,7 @@ class SegmenterConfig:
     frozen_blocks: int = 0
     drop_path_rate: float = 0.1
     decoder_channels: int = 256
+    detail_channels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", resolve_bands(self.bands))
@@ -104,7 +107,12 @@ class Segmenter(nn.Module):
             )
         self.feature_indices = feature_indices_for(config.head, depth)
         self.head = build_head(
-            config.head, self.backbone.embed_dim, config.num_classes, config.decoder_channels
+            config.head,
+            self.backbone.embed_dim,
+            config.num_classes,
+            config.decoder_channels,
+            in_chans=len(config.bands),
+            detail_channels=config.detail_channels,
         )
         self.num_layers = depth + 2
         self.load_report: LoadReport | None = load_pretrained(
@@ -143,7 +151,7 @@ class Segmenter(nn.Module):
         features = self.backbone.forward_intermediates(
             x, indices=self.feature_indices, norm=True, output_fmt="NCHW", intermediates_only=True
         )
-        return self.head(features, out_size=x.shape[-2:])
+        return self.head(features, x)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != len(self.bands):
@@ -193,6 +201,7 @@ def build_segmenter(
     frozen_blocks: int = 0,
     drop_path_rate: float = 0.1,
     decoder_channels: int = 256,
+    detail_channels: int = 0,
 ) -> Segmenter:
     """Build a :class:`Segmenter`; ``build_segmenter(**model.config)`` rebuilds its architecture.
 
@@ -211,5 +220,6 @@ def build_segmenter(
         frozen_blocks=frozen_blocks,
         drop_path_rate=drop_path_rate,
         decoder_channels=decoder_channels,
+        detail_channels=detail_channels,
     )
     return Segmenter(config)

@@ -13,12 +13,15 @@ from cloudseg.sentinel2.bands import L1C_BANDS, L2A_BANDS
 FOUR_BANDS = ("B02", "B03", "B04", "B08")
 
 
-@pytest.mark.parametrize("head", ["linear", "upernet"])
+@pytest.mark.parametrize(
+    ("head", "detail_channels"), [("linear", 0), ("upernet", 0), ("upernet", 8)]
+)
 @pytest.mark.parametrize("bands", [L1C_BANDS, L2A_BANDS, FOUR_BANDS], ids=["L1C", "L2A", "4"])
-def test_full_resolution_logits_for_bands_and_sizes(head, bands):
+def test_full_resolution_logits_for_bands_and_sizes(head, detail_channels, bands):
     model = build_segmenter(
-        backbone="vit_tiny", bands=bands, num_classes=4, head=head, img_size=32, decoder_channels=32
-    ).eval()
+        backbone="vit_tiny", bands=bands, num_classes=4, head=head, img_size=32,
+        decoder_channels=32, detail_channels=detail_channels,
+    ).eval()  # fmt: skip
     with torch.no_grad():
         for height, width in [(32, 32), (48, 80)]:
             logits = model(torch.randn(2, len(bands), height, width))
@@ -28,17 +31,49 @@ def test_full_resolution_logits_for_bands_and_sizes(head, bands):
 
 def test_gradients_reach_backbone_and_head():
     model = build_segmenter(
-        backbone="vit_tiny", bands=FOUR_BANDS, head="upernet", img_size=32, decoder_channels=32
-    )
+        backbone="vit_tiny", bands=FOUR_BANDS, head="upernet", img_size=32, decoder_channels=32,
+        detail_channels=8,
+    )  # fmt: skip
     model(torch.randn(2, 4, 32, 32)).square().mean().backward()
     assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.head.detail.layers[0][0].weight.grad.abs().sum() > 0
     assert model.head.classifier.weight.grad.abs().sum() > 0
+
+
+def test_detail_branch_sees_single_pixels_the_patches_blur():
+    """With the full-resolution branch, changing one pixel changes the logits most near that
+    pixel; without it the change is spread over the pixel's 16x16 patch and beyond."""
+    torch.manual_seed(0)
+
+    def response(detail_channels: int) -> torch.Tensor:
+        model = build_segmenter(
+            backbone="vit_tiny", bands=FOUR_BANDS, head="upernet", img_size=32,
+            decoder_channels=32, detail_channels=detail_channels,
+        ).eval()  # fmt: skip
+        image = torch.randn(1, 4, 32, 32)
+        poked = image.clone()
+        poked[0, :, 9, 5] += 3.0
+        with torch.no_grad():
+            return (model(poked) - model(image)).abs().sum(dim=1)[0]
+
+    with_detail = response(8)
+    row, col = divmod(int(with_detail.argmax()), 32)
+    assert abs(row - 9) <= 3 and abs(col - 5) <= 3  # the branch's 7x7 receptive field
+    assert with_detail[9, 5] > 5 * with_detail[9, 12]  # same patch, 7 px away
+    without = response(0)
+    assert without[9, 5] < 2 * without[9, 12]
+
+
+def test_linear_head_takes_no_detail_branch():
+    with pytest.raises(ValueError, match="detail_channels=0"):
+        build_segmenter(backbone="vit_tiny", bands=FOUR_BANDS, head="linear", img_size=32,
+                        detail_channels=8)  # fmt: skip
 
 
 def test_config_is_json_and_rebuilds_the_same_architecture():
     model = build_segmenter(
         backbone="vit_tiny", bands="L2A", num_classes=3, head="upernet", img_size=48,
-        decoder_channels=32, drop_path_rate=0.0,
+        decoder_channels=32, drop_path_rate=0.0, detail_channels=8,
     )  # fmt: skip
     config = json.loads(json.dumps(model.config))
     assert config["bands"] == list(L2A_BANDS)
