@@ -10,9 +10,11 @@ Mask sources (``MaskSettings.source``):
 
 Masks are class rasters (codes of :mod:`cloudseg.labels`, 255 = no prediction) on each scene's own
 grid, cached as ``<cache_dir>/<mask key>/<scene id>-<fingerprint>.tif``. The mask key names what
-made the mask: ``<checkpoint sha256[:16]>-<inference options digest>`` for the model, ``scl`` or
-``s2cloudless``; the scene fingerprint changes when the scene's files change. A cached mask is
-reused as it is; masks are written atomically, so a killed run leaves no half mask behind.
+made the mask: ``<checkpoint sha256[:16]>-<inference options digest>`` for the model (the digest
+covers every option that changes the classes, ``cloud_threshold`` and ``clear_threshold``
+included), ``scl`` or ``s2cloudless``; the scene fingerprint changes when the scene's files
+change. A cached mask is reused as it is; masks are written atomically, so a killed run leaves no
+half mask behind.
 
 :func:`exclusion_window` turns a mask into the composite's exclusion for one window of the output
 grid: the excluded classes (default thick cloud, thin cloud, cloud shadow), grown by
@@ -34,16 +36,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from scipy.ndimage import binary_dilation
 
 from cloudseg.labels import CLASS_NAMES, DEFAULT_EXCLUDED, IGNORE_INDEX, class_codes
 from cloudseg.sentinel2.bands import resolve_bands
 from cloudseg.sentinel2.cog import write_cog
-from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.reader import aligned_window, read_padded
 from cloudseg.sentinel2.sources import SceneError
 from composite.cluster import Executor
@@ -68,17 +68,30 @@ class InferenceSettings:
     """How the checkpoint runs over a scene (see :class:`InferenceOptions`).
 
     ``resolution`` (metres) runs the model on a coarser grid and upsamples its probabilities;
-    ``cloud_threshold`` classifies cloud where p(thick) + p(thin) reaches it (``None``: argmax).
+    ``cloud_threshold`` classifies cloud where p(thick) + p(thin) reaches it (``None``: argmax);
+    ``clear_threshold`` then keeps a pixel clear only where p(clear) reaches it (``None``: no
+    such rule; see :mod:`cloudseg.inference.predict` for how the two combine).
     """
 
     resolution: float | None = None
     cloud_threshold: float | None = None
+    clear_threshold: float | None = None
     window_size: int | None = None
     overlap: int | None = None
     batch_size: int = 8
     device: str = "auto"
     amp: bool = True
     flips: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cloud_threshold is None and self.clear_threshold is None:
+            return  # no need to load torch to check nothing
+        from cloudseg.inference.predict import check_thresholds
+
+        try:
+            check_thresholds(self.cloud_threshold, self.clear_threshold)
+        except ValueError as err:
+            raise ValueError(f"masks.inference: {err}") from err
 
     def options(self, progress: bool) -> InferenceOptions:
         from cloudseg.inference.predictor import InferenceOptions
@@ -102,6 +115,8 @@ class InferenceSettings:
             "overlap": self.overlap,
             "flips": self.flips,
         }
+        if self.clear_threshold is not None:  # absent when unset: older cached masks stay valid
+            relevant["clear_threshold"] = self.clear_threshold
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -255,6 +270,7 @@ def make_mask(settings: MaskSettings, task: MaskTask, progress: bool = False) ->
                     Path(task.path).with_suffix(".probabilities.tif"),
                     resolution=settings.inference.resolution,
                     cloud_threshold=settings.inference.cloud_threshold,
+                    clear_threshold=settings.inference.clear_threshold,
                     tags={"SCENE_ID": scene.scene_id},
                 )
             else:
@@ -376,25 +392,16 @@ def disk(radius: float) -> np.ndarray:
 
 
 def read_classes(path: str | Path, grid: Grid) -> np.ndarray:
-    """A class raster on ``grid``: a plain read where aligned, else nearest-neighbour warp.
-
-    Pixels outside the raster are ``CLASS_NODATA``.
+    """A class raster on ``grid``: a plain read where aligned, else a nearest-neighbour warp
+    (:func:`~cloudseg.sentinel2.grid.reproject_nearest`). Pixels outside the raster are
+    ``CLASS_NODATA``.
     """
     with rasterio.open(path) as dataset:
-        window = aligned_window(Grid.from_dataset(dataset), grid)
+        source_grid = Grid.from_dataset(dataset)
+        window = aligned_window(source_grid, grid)
         if window is not None:
             return read_padded(dataset, 1, window, fill=CLASS_NODATA)
-        with WarpedVRT(
-            dataset,
-            crs=grid.crs,
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=Resampling.nearest,
-            src_nodata=CLASS_NODATA,
-            nodata=CLASS_NODATA,
-        ) as vrt:
-            return vrt.read(1)
+        return reproject_nearest(rasterio.band(dataset, 1), source_grid, grid, CLASS_NODATA)
 
 
 def exclusion_window(

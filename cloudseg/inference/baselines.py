@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from s2cloudless import S2PixelCloudDetector
 
 from cloudseg.data.importers.scl import scl_to_mask
@@ -27,7 +25,7 @@ from cloudseg.inference.predict import CLASS_NODATA, Scene, output_paths, predic
 from cloudseg.inference.predictor import WindowedPredictor
 from cloudseg.labels import CLASS_NAMES, CLEAR, CLOUD_SHADOW, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import S2CLOUDLESS_BANDS
-from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.grid import Grid, reproject_nearest
 
 
 class MaskProducer(ABC):
@@ -66,11 +64,13 @@ class CheckpointProducer(MaskProducer):
         *,
         resolution: float | None = None,
         cloud_threshold: float | None = None,
+        clear_threshold: float | None = None,
         name: str = "checkpoint",
     ) -> None:
         self.predictor = predictor
         self.resolution = resolution
         self.cloud_threshold = cloud_threshold
+        self.clear_threshold = clear_threshold
         self.name = name
         self.required = predictor.bands
 
@@ -84,6 +84,7 @@ class CheckpointProducer(MaskProducer):
                 probabilities_path,
                 resolution=self.resolution,
                 cloud_threshold=self.cloud_threshold,
+                clear_threshold=self.clear_threshold,
             )
             with rasterio.open(classes_path) as dataset:
                 return dataset.read(1)
@@ -96,8 +97,9 @@ class S2CloudlessProducer(MaskProducer):
     probability thresholded at ``threshold`` (0.4) after averaging over a disk of
     ``average_over`` pixels (4) and dilated by ``dilation_size`` pixels (2) (the
     ``S2PixelCloudDetector`` parameters, in pixels of ``resolution``). The mask is brought onto
-    the scene grid by nearest neighbour; cloud is written as ``thick_cloud``. Scenes with a
-    pixel size coarser than ``resolution`` are processed at their own.
+    the scene grid by nearest neighbour (:func:`~cloudseg.sentinel2.grid.reproject_nearest`);
+    cloud is written as ``thick_cloud``. Scenes with a pixel size coarser than ``resolution``
+    are processed at their own.
     """
 
     emits = ("clear", "thick_cloud")
@@ -136,9 +138,9 @@ class S2CloudlessProducer(MaskProducer):
         grid = scene.grid()
         processing_grid = self.processing_grid(scene)
         cloud = self.cloud_mask(scene, processing_grid)
-        if processing_grid != grid:
-            cloud = resample_nearest(cloud, processing_grid, grid)
         classes = np.where(cloud > 0, THICK_CLOUD, CLEAR).astype(np.uint8)
+        if processing_grid != grid:
+            classes = reproject_nearest(classes, processing_grid, grid, nodata=CLASS_NODATA)
         classes[no_data(scene, S2CLOUDLESS_BANDS)] = CLASS_NODATA
         return classes
 
@@ -216,21 +218,6 @@ class SpectralThresholdProducer(MaskProducer):
         return classes
 
 
-def resample_nearest(data: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
-    """A 2-D class/mask array from ``source`` onto ``target`` by nearest neighbour."""
-    out = np.zeros(target.shape, dtype=data.dtype)
-    reproject(
-        data,
-        out,
-        src_transform=source.transform,
-        src_crs=source.crs,
-        dst_transform=target.transform,
-        dst_crs=target.crs,
-        resampling=Resampling.nearest,
-    )
-    return out
-
-
 def producer_names() -> tuple[str, ...]:
     """Names accepted by :func:`build_producers` (and the evaluation CLI)."""
     return ("checkpoint", "s2cloudless", "scl", "threshold")
@@ -243,12 +230,13 @@ def build_producers(
     predictor: WindowedPredictor | None = None,
     resolution: float | None = None,
     cloud_threshold: float | None = None,
+    clear_threshold: float | None = None,
     s2cloudless_resolution: float = 160.0,
 ) -> list[MaskProducer]:
     """Producers by name, in the order given; ``checkpoint`` needs a checkpoint or a predictor.
 
-    ``resolution`` and ``cloud_threshold`` apply to the checkpoint, ``s2cloudless_resolution``
-    to s2cloudless.
+    ``resolution``, ``cloud_threshold`` and ``clear_threshold`` apply to the checkpoint,
+    ``s2cloudless_resolution`` to s2cloudless.
     """
     unknown = [name for name in names if name not in producer_names()]
     if unknown:
@@ -265,7 +253,10 @@ def build_producers(
                 predictor = WindowedPredictor.from_checkpoint(checkpoint)
             producers.append(
                 CheckpointProducer(
-                    predictor, resolution=resolution, cloud_threshold=cloud_threshold
+                    predictor,
+                    resolution=resolution,
+                    cloud_threshold=cloud_threshold,
+                    clear_threshold=clear_threshold,
                 )
             )
         elif name == "s2cloudless":

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cloudseg.inference.baselines import build_producers, producer_names
 from cloudseg.inference.evaluate import evaluate_masks
-from cloudseg.inference.predict import output_paths, predict_scene
+from cloudseg.inference.predict import check_thresholds, output_paths, predict_scene
 from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
 from cloudseg.sentinel2.reader import open_scene
 
@@ -54,10 +54,33 @@ def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--flips", action="store_true", help="average over h/v flips (3x time)")
     group.add_argument(
         "--cloud-threshold",
-        type=float,
+        type=_threshold("cloud_threshold"),
         default=None,
         help="cloud where p(thick)+p(thin) >= this (a calibrated value); default: argmax",
     )
+    group.add_argument(
+        "--clear-threshold",
+        type=_threshold("clear_threshold"),
+        default=None,
+        help="for masks that feed a composite: clear only where p(clear) >= this (e.g. 0.8), "
+        "else the likeliest of thick/thin cloud and shadow; applied after --cloud-threshold, "
+        "it only removes pixels from clear; default: none",
+    )
+
+
+def _threshold(name: str) -> Callable[[str], float]:
+    """An argparse ``type`` for the keyword ``name`` of :func:`check_thresholds`: a float in
+    that threshold's range, else argparse's usage error with the range."""
+
+    def probability(text: str) -> float:
+        value = float(text)
+        try:
+            check_thresholds(**{name: value})
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+        return value
+
+    return probability
 
 
 def _options(args: argparse.Namespace, progress: bool) -> InferenceOptions:
@@ -119,6 +142,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                 probabilities_path,
                 resolution=args.resolution,
                 cloud_threshold=args.cloud_threshold,
+                clear_threshold=args.clear_threshold,
             )
         print(f"{source} -> {classes_path}, {probabilities_path}")
     return 0
@@ -170,6 +194,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         predictor=predictor,
         resolution=args.resolution,
         cloud_threshold=args.cloud_threshold,
+        clear_threshold=args.clear_threshold,
         s2cloudless_resolution=args.s2cloudless_resolution,
     )
     command = shlex.join(["cloudfree-evaluate-masks", *(sys.argv[1:] if argv is None else argv)])
@@ -186,7 +211,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         metrics = result["metrics"]
         summary = ", ".join(
             f"{key} {metrics[key]:.3f}"
-            for key in ("balanced_accuracy", "iou_cloud_vs_rest")
+            for key in ("balanced_accuracy", "iou_cloud_or_shadow_vs_clear", "iou_cloud_vs_rest")
             if key in metrics
         )
         print(f"{name}: {result['scenes']} scenes, {summary}")

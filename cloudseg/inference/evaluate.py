@@ -4,10 +4,11 @@ For every accepted scene of ``split`` in a dataset folder (:mod:`cloudseg.data.m
 producer (:mod:`cloudseg.inference.baselines`) predicts a class raster on the scene's grid and is
 scored against the reference mask with :func:`cloudseg.metrics.segmentation_metrics`, so the names
 and definitions are the ones training logs (``iou_thick_cloud``, ``balanced_accuracy``,
-``iou_cloud_vs_rest``...). Added here: omission (1 - recall) and commission (1 - precision) of
-cloud (thick + thin, the ``cloud_vs_rest`` view) and of cloud shadow. Pixels labeled ignore (255)
-are skipped; pixels a producer leaves without prediction are skipped for that producer and
-reported as its ``coverage``.
+``iou_cloud_vs_rest``, ``iou_cloud_or_shadow_vs_clear``: what a composite excludes against clear,
+the metric training monitors...). Added here: omission (1 - recall) and commission
+(1 - precision) of cloud (thick + thin, the ``cloud_vs_rest`` view) and of cloud shadow. Pixels
+labeled ignore (255) are skipped; pixels a producer leaves without prediction are skipped for
+that producer and reported as its ``coverage``.
 
 Outputs in ``out_dir``: ``metrics.json`` (everything, plus per-scene errors and confusion
 matrices), ``metrics.md`` (the tables) and ``worst_scenes.png`` (the scenes where the first
@@ -48,6 +49,8 @@ from cloudseg.sentinel2.reader import open_scene
 SUMMARY_METRICS: tuple[str, ...] = (
     "balanced_accuracy",
     "miou",
+    "iou_cloud_or_shadow_vs_clear",
+    "f1_cloud_or_shadow_vs_clear",
     "iou_cloud_vs_rest",
     "f1_cloud_vs_rest",
     "omission_cloud",
@@ -354,11 +357,15 @@ def markdown_report(report: dict[str, Any], *, has_figure: bool) -> str:
         f"({report['scenes']} scenes{assigned}). Metrics are those of `cloudseg.metrics` over all "
         "labeled pixels of the split (ignore pixels and pixels a producer leaves without "
         "prediction are skipped; `coverage` is the fraction scored). Omission = 1 - recall, "
-        "commission = 1 - precision; cloud = thick + thin cloud. `n/a`: the producer cannot "
-        "output that class (s2cloudless is binary: its cloud is counted as thick_cloud); `–`: "
-        "undefined (the class is absent from the reference or from the predictions). "
-        "`balanced_accuracy` and `miou` average all four classes, including those a binary "
-        "producer cannot output: compare binary producers on the cloud columns.",
+        "commission = 1 - precision; cloud = thick + thin cloud. `cloud_or_shadow_vs_clear`: "
+        "thick + thin cloud + shadow against clear, what a composite excludes (training "
+        "monitors its IoU); it is defined for s2cloudless too, which has no shadow class: its "
+        "cloud against clear, scored on cloud + shadow truth, so the shadows it misses count. "
+        "`n/a`: the producer cannot output that class (s2cloudless is binary: its cloud is "
+        "counted as thick_cloud); `–`: undefined (the class is absent from the reference or "
+        "from the predictions). `balanced_accuracy` and `miou` average all four classes, "
+        "including those a binary producer cannot output: compare binary producers on the "
+        "cloud and cloud_or_shadow columns.",
         "",
         "| producer | scenes | coverage | " + " | ".join(SUMMARY_METRICS) + " |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS) + " |",

@@ -9,9 +9,22 @@ Outputs (both on ``scene.grid()``, the scene's own grid, same CRS, transform and
   value ``round(p * 254)``, so 0-254 is probability 0-1; nodata 255. The band scale is set to
   1/254, so ``rasterio``/GDAL readers that apply scales get 0-1 (see :func:`decode_probabilities`).
 
-Classes are the argmax of the probabilities, or, with ``cloud_threshold``, cloud where
-``p(thick_cloud) + p(thin_cloud) >= cloud_threshold`` (thick or thin by the larger of the two) and
-the likelier of clear / cloud_shadow elsewhere.
+Classes (:func:`probabilities_to_classes`) are the argmax of the probabilities, changed by two
+optional rules, applied in this order:
+
+1. ``cloud_threshold`` (in (0, 1)): cloud where ``p(thick_cloud) + p(thin_cloud) >=
+   cloud_threshold`` (thick or thin by the larger of the two), the likelier of clear /
+   cloud_shadow elsewhere;
+2. ``clear_threshold`` (in (0, 1]), for masks that feed a composite, where a missed cloud costs
+   far more than a dropped clear observation: a pixel stays clear only if ``p(clear) >=
+   clear_threshold``; a clear pixel below it takes the likeliest of thick_cloud, thin_cloud and
+   cloud_shadow. It only ever removes pixels from clear, so with both rules cloud_threshold still
+   makes every pixel with ``p(thick_cloud) + p(thin_cloud) >= cloud_threshold`` cloud, and clear
+   still needs ``p(clear) >= clear_threshold``: each rule keeps its meaning. The other pixels keep
+   their class.
+
+Pixels with a NaN probability (nodata, e.g. decoded from the probability raster) are
+``CLASS_NODATA``.
 
 Memory stays bounded for a full 10980 x 10980 tile: windows are read lazily, blended in strips
 (:meth:`WindowedPredictor.probability_strips`) and written strip by strip into tiled temporary
@@ -25,6 +38,7 @@ nodata pixel is ever written as a class.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,6 +77,8 @@ OUTPUT_BLOCK = 1024
 TILE_SIZE = 512
 #: DEFLATE level of the output COGs: 1 is ~4x faster than the default 6 for ~25% larger files.
 COMPRESSION_LEVEL = 1
+#: The classes a pixel below ``clear_threshold`` can take.
+NOT_CLEAR: tuple[int, ...] = (THICK_CLOUD, THIN_CLOUD, CLOUD_SHADOW)
 
 
 class Scene(Protocol):
@@ -99,18 +115,56 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return out_dir / f"{name}_classes.tif", out_dir / f"{name}_probabilities.tif"
 
 
+def check_thresholds(
+    cloud_threshold: float | None = None, clear_threshold: float | None = None
+) -> None:
+    """Raise ``ValueError`` unless each threshold is ``None`` or a probability in its range:
+    ``cloud_threshold`` in (0, 1), ``clear_threshold`` in (0, 1]."""
+    _check_probability("cloud_threshold", cloud_threshold, one_allowed=False)
+    _check_probability("clear_threshold", clear_threshold, one_allowed=True)
+
+
+def _check_probability(name: str, value: float | None, one_allowed: bool) -> None:
+    if value is None:
+        return
+    upper = "1]" if one_allowed else "1)"
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not (0.0 < value < 1.0 or (one_allowed and value == 1.0)):
+        raise ValueError(
+            f"{name} must be a probability in (0, {upper}, got {value!r}; give a value such as "
+            "0.8, or None (null in configs; leave the option out on the command line) for none."
+        )
+
+
 def probabilities_to_classes(
-    probabilities: np.ndarray, cloud_threshold: float | None = None
+    probabilities: np.ndarray,
+    cloud_threshold: float | None = None,
+    clear_threshold: float | None = None,
 ) -> np.ndarray:
     """Class codes (uint8) from probabilities ``(classes, ...)``; see the module docstring."""
+    check_thresholds(cloud_threshold, clear_threshold)
     if cloud_threshold is None:
-        return np.argmax(probabilities, axis=0).astype(np.uint8)
-    if not 0.0 < cloud_threshold < 1.0:
-        raise ValueError(f"cloud_threshold must be in (0, 1), got {cloud_threshold}.")
+        classes = np.argmax(probabilities, axis=0).astype(np.uint8)
+    else:
+        classes = _cloud_threshold_classes(probabilities, cloud_threshold)
+    if clear_threshold is not None:
+        unsure = (classes == CLEAR) & (probabilities[CLEAR] < clear_threshold)
+        classes[unsure] = likeliest_not_clear(probabilities)[unsure]
+    classes[np.isnan(probabilities).any(axis=0)] = CLASS_NODATA
+    return classes
+
+
+def _cloud_threshold_classes(probabilities: np.ndarray, cloud_threshold: float) -> np.ndarray:
     thick, thin = probabilities[THICK_CLOUD], probabilities[THIN_CLOUD]
     cloud_class = np.where(thick >= thin, THICK_CLOUD, THIN_CLOUD)
     other_class = np.where(probabilities[CLEAR] >= probabilities[CLOUD_SHADOW], CLEAR, CLOUD_SHADOW)
     return np.where(thick + thin >= cloud_threshold, cloud_class, other_class).astype(np.uint8)
+
+
+def likeliest_not_clear(probabilities: np.ndarray) -> np.ndarray:
+    """The most probable of thick_cloud, thin_cloud and cloud_shadow (ties: in that order)."""
+    codes = np.array(NOT_CLEAR, dtype=np.uint8)
+    return codes[np.argmax(probabilities[list(NOT_CLEAR)], axis=0)]
 
 
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -138,7 +192,8 @@ def block_windows(height: int, width: int, block: int = OUTPUT_BLOCK) -> Iterato
 class PredictionWriter:
     """Write class and probability rasters window by window, then publish them as COGs.
 
-    Writes into tiled GeoTIFFs in a temporary folder beside the outputs; :meth:`publish`
+    Classes follow :func:`probabilities_to_classes` with the writer's ``cloud_threshold`` and
+    ``clear_threshold``. Writes into tiled GeoTIFFs in a temporary folder beside the outputs; :meth:`publish`
     converts them to COGs (``rasterio.shutil.copy`` with the COG driver) through
     :func:`cloudseg.sentinel2.cog.atomic_path`, so an interrupted run leaves no output behind.
     """
@@ -150,8 +205,13 @@ class PredictionWriter:
         probabilities_path: Path,
         workdir: Path,
         tags: Mapping[str, Any],
+        cloud_threshold: float | None = None,
+        clear_threshold: float | None = None,
     ) -> None:
+        check_thresholds(cloud_threshold, clear_threshold)
         self.grid = grid
+        self.cloud_threshold = cloud_threshold
+        self.clear_threshold = clear_threshold
         self.classes_path = classes_path
         self.probabilities_path = probabilities_path
         self._tiled_classes = workdir / "classes.tif"
@@ -185,15 +245,11 @@ class PredictionWriter:
         self.probabilities.update_tags(**text_tags)
         self.probabilities.update_tags(PROBABILITY_SCALE=str(PROBABILITY_SCALE))
 
-    def write(
-        self,
-        window: Window,
-        probabilities: np.ndarray,
-        valid: np.ndarray,
-        cloud_threshold: float | None,
-    ) -> None:
+    def write(self, window: Window, probabilities: np.ndarray, valid: np.ndarray) -> None:
         """Write one window: ``probabilities`` ``(classes, h, w)``, ``valid`` ``(h, w)``."""
-        classes = probabilities_to_classes(probabilities, cloud_threshold)
+        classes = probabilities_to_classes(
+            probabilities, self.cloud_threshold, self.clear_threshold
+        )
         classes[~valid] = CLASS_NODATA
         self.classes.write(classes, 1, window=window)
         self.probabilities.write(encode_probabilities(probabilities, valid), window=window)
@@ -239,13 +295,17 @@ def predict_scene(
     *,
     resolution: float | None = None,
     cloud_threshold: float | None = None,
+    clear_threshold: float | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ScenePrediction:
     """Predict ``scene`` with ``predictor`` and write both rasters on ``scene.grid()``.
 
     ``resolution`` (metres) runs the model on ``scene.grid(resolution)`` and upsamples the
-    probabilities bilinearly; ``None`` runs it on the output grid itself.
+    probabilities bilinearly; ``None`` runs it on the output grid itself. ``cloud_threshold``
+    and ``clear_threshold`` change how classes follow from the probabilities (module docstring);
+    both are checked before the model runs and recorded in the tags of both rasters.
     """
+    check_thresholds(cloud_threshold, clear_threshold)
     missing = [band for band in predictor.bands if band not in scene.bands]
     if missing:
         raise ValueError(
@@ -264,20 +324,27 @@ def predict_scene(
         "WINDOW_SIZE": predictor.window_size,
         "WINDOW_OVERLAP": predictor.overlap,
         "FLIPS": predictor.options.flips,
-        "CLOUD_THRESHOLD": "argmax" if cloud_threshold is None else cloud_threshold,
+        "CLOUD_THRESHOLD": "none" if cloud_threshold is None else cloud_threshold,
+        "CLEAR_THRESHOLD": "none" if clear_threshold is None else clear_threshold,
         **(tags or {}),
     }
     classes_path.parent.mkdir(parents=True, exist_ok=True)
     name = classes_path.name.removesuffix(".tif")
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=classes_path.parent) as workdir:
-        writer = PredictionWriter(grid, classes_path, probabilities_path, Path(workdir), all_tags)
+        writer = PredictionWriter(
+            grid,
+            classes_path,
+            probabilities_path,
+            Path(workdir),
+            all_tags,
+            cloud_threshold=cloud_threshold,
+            clear_threshold=clear_threshold,
+        )
         try:
             if inference_grid == grid:
-                _predict_on_output_grid(predictor, scene, grid, writer, cloud_threshold)
+                _predict_on_output_grid(predictor, scene, grid, writer)
             else:
-                _predict_resampled(
-                    predictor, scene, grid, inference_grid, writer, Path(workdir), cloud_threshold
-                )
+                _predict_resampled(predictor, scene, grid, inference_grid, writer, Path(workdir))
             writer.publish()
         finally:
             writer.close()
@@ -312,7 +379,6 @@ def _predict_on_output_grid(
     scene: Scene,
     grid: Grid,
     writer: PredictionWriter,
-    cloud_threshold: float | None,
 ) -> None:
     """Model on the output grid: each finished strip goes straight to the writer."""
     footprint = footprint_bands(scene, predictor.bands, grid)
@@ -325,7 +391,7 @@ def _predict_on_output_grid(
     )
     for strip in strips:
         window = Window(0, strip.row_start, grid.width, strip.rows)
-        writer.write(window, strip.probabilities, strip.valid, cloud_threshold)
+        writer.write(window, strip.probabilities, strip.valid)
 
 
 def _predict_resampled(
@@ -335,7 +401,6 @@ def _predict_resampled(
     inference_grid: Grid,
     writer: PredictionWriter,
     workdir: Path,
-    cloud_threshold: float | None,
 ) -> None:
     """Model on a coarser grid, probabilities kept there, then upsampled block by block."""
     coarse_path = workdir / "coarse_probabilities.tif"
@@ -377,7 +442,7 @@ def _predict_resampled(
             probabilities = upsample_bilinear(coarse, inference_grid, block_grid)
             has_data = (scene.read(footprint, grid=grid, window=window) != 0).any(axis=0)
             valid = has_data & np.isfinite(probabilities).all(axis=0)
-            writer.write(window, probabilities, valid, cloud_threshold)
+            writer.write(window, probabilities, valid)
 
 
 def fill_nearest(data: np.ndarray) -> np.ndarray:

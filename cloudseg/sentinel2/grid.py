@@ -1,15 +1,19 @@
-"""A raster grid (CRS + affine transform + shape) and the helpers to derive one from another."""
+"""A raster grid (CRS + affine transform + shape), the helpers to derive one from another, and
+:func:`reproject_nearest`, the one way class rasters (masks, SCL-like codes) move between grids."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import rasterio
 import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
-from rasterio.warp import transform_bounds
+from rasterio.warp import reproject, transform_bounds
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,28 @@ class Grid:
                 f"{dataset.name} has no CRS; Sentinel-2 rasters must be georeferenced."
             )
         return cls(dataset.crs, dataset.transform, dataset.height, dataset.width)
+
+
+def reproject_nearest(
+    source: np.ndarray | rasterio.Band, source_grid: Grid, target: Grid, nodata: int
+) -> np.ndarray:
+    """Class codes from ``source`` on ``target`` by nearest neighbour (GDAL's warper), 2-D.
+
+    ``source`` is a 2-D array on ``source_grid`` or a band of an open dataset on it
+    (``rasterio.band(dataset, 1)``: GDAL then reads only the pixels under ``target``). Source
+    pixels equal to ``nodata`` are not used; target pixels they or the outside of the source
+    cover are ``nodata``. The result has the source's dtype.
+    """
+    out = np.full(target.shape, nodata, dtype=source.dtype)
+    reproject(
+        source,
+        out,
+        src_transform=source_grid.transform,
+        src_crs=source_grid.crs,
+        src_nodata=nodata,
+        dst_transform=target.transform,
+        dst_crs=target.crs,
+        dst_nodata=nodata,
+        resampling=Resampling.nearest,
+    )
+    return out

@@ -1,5 +1,6 @@
-"""Masks per scene: made once and reused from the cache, exclusion of configurable classes with a
-metric buffer that does not seam at window edges, unreadable scenes skipped, clear errors."""
+"""Masks per scene: made once and reused from the cache (a mask made with other inference
+thresholds is not), exclusion of configurable classes with a metric buffer that does not seam at
+window edges, unreadable scenes skipped, clear errors."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.windows import Window
+from test_composite_cli import compose_composite, tiny_checkpoint
 
+from cloudseg.inference.predict import decode_probabilities
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.cog import write_cog
 from composite.cluster import LocalExecutor
 from composite.driver import plan_windows
-from composite.masking import MaskSettings, disk, exclusion_window, prepare_masks, read_classes
+from composite.masking import (
+    InferenceSettings,
+    MaskSettings,
+    disk,
+    exclusion_window,
+    prepare_masks,
+    read_classes,
+)
+from composite.run import settings_from_config
 from composite.stack import StackSettings, build_stack
 
 
@@ -51,6 +62,54 @@ def test_scl_masks_are_made_once_then_reused_from_the_cache(tiny_stack, tmp_path
     changed = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
     third, _ = prepare_masks(changed, scl_settings(tmp_path), LocalExecutor(), progress=False)
     assert (third.computed, third.reused) == (1, 9)
+
+
+def model_settings(tmp_path, checkpoint, **inference) -> MaskSettings:
+    return MaskSettings(
+        source="model",
+        checkpoint=str(checkpoint),
+        cache_dir=str(tmp_path / "cache"),
+        inference=InferenceSettings(device="cpu", **inference),
+    )
+
+
+def test_model_masks_made_with_another_clear_threshold_are_not_reused(make_stack, tmp_path):
+    stack_data = make_stack(tmp_path / "scenes", n_dates=2, size=32)
+    stack = build_stack(StackSettings(source=str(stack_data.folder)), progress=False)
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt", ("B02", "B03", "B04", "B08"))
+    made = {}
+    for clear_threshold in (None, 0.3, 0.3, 0.32):  # untrained: p(clear) < 0.34
+        settings = model_settings(tmp_path, checkpoint, clear_threshold=clear_threshold)
+        masks, _ = prepare_masks(stack, settings, LocalExecutor(), progress=False)
+        expected = (0, 2) if clear_threshold in made else (2, 0)  # (computed, reused)
+        assert (masks.computed, masks.reused) == expected, clear_threshold
+        made[clear_threshold] = masks
+    assert len({masks.key for masks in made.values()}) == 3
+    # masks made before clear_threshold existed keep their key: the option is hashed when set
+    assert made[None].key.endswith("-6f1751af")
+    scene_id = stack.scenes[0].scene_id
+    path = made[0.3].paths[scene_id]
+    with rasterio.open(path) as dataset:
+        classes, tags = dataset.read(1), dataset.tags()
+    with rasterio.open(path.replace(".tif", ".probabilities.tif")) as dataset:
+        p_clear = decode_probabilities(dataset.read())[CLEAR]
+    with rasterio.open(made[None].paths[scene_id]) as dataset:
+        argmax = dataset.read(1)
+    assert tags["CLEAR_THRESHOLD"] == "0.3"
+    demoted = (argmax == CLEAR) & (classes != CLEAR)
+    assert demoted.any() and (p_clear[demoted] < 0.3 + 0.5 / 254).all()
+    assert (classes == CLEAR).any() and (p_clear[classes == CLEAR] >= 0.3 - 0.5 / 254).all()
+
+
+def test_clear_threshold_is_a_composite_config_key(tmp_path):
+    base = ["stack.source=x", "masks.source=scl"]
+    default = settings_from_config(compose_composite(base, tmp_path))
+    assert default.masks.inference.clear_threshold is None
+    strict = compose_composite([*base, "masks.inference.clear_threshold=0.85"], tmp_path)
+    assert settings_from_config(strict).masks.inference.clear_threshold == 0.85
+    wrong = compose_composite([*base, "masks.inference.clear_threshold=1.5"], tmp_path)
+    with pytest.raises(ValueError, match=r"masks.inference: clear_threshold must be .* \(0, 1\]"):
+        settings_from_config(wrong)
 
 
 def write_classes(path, classes, grid):

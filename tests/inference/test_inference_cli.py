@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import rasterio
 import torch
 
 from cloudseg.checkpoint import load_checkpoint
 from cloudseg.inference.cli import evaluate_main, predict_main, scene_name
+from cloudseg.inference.predict import decode_probabilities
+from cloudseg.labels import CLEAR
 from cloudseg.models import build_segmenter
 from cloudseg.task import CHECKPOINT_KEY
 
@@ -52,16 +55,51 @@ def test_predict_writes_each_scene_and_can_continue(
     assert capsys.readouterr().out.count("skip ") == 2
 
 
+def test_predict_clear_threshold_flag(checkpoint, write_scene, smooth_reflectance, tmp_path):
+    source = write_scene("scene", smooth_reflectance(5, 40, 50, seed=1))
+    out = tmp_path / "predictions"
+    argv = [str(checkpoint), str(source), "--out", str(out), "--clear-threshold", "0.3"]
+    assert predict_main(argv) == 0
+    with rasterio.open(out / "scene_classes.tif") as dataset:
+        classes, tags = dataset.read(1), dataset.tags()
+    with rasterio.open(out / "scene_probabilities.tif") as dataset:
+        probabilities = decode_probabilities(dataset.read())
+    assert tags["CLEAR_THRESHOLD"] == "0.3" and tags["CLOUD_THRESHOLD"] == "none"
+    p_clear, rounding = probabilities[CLEAR], 0.5 / 254  # the untrained model: p(clear) < 0.5
+    clear = classes == CLEAR
+    assert clear.any() and (p_clear[clear] >= 0.3 - rounding).all()
+    below = p_clear < 0.3 - rounding
+    assert (below & (probabilities.argmax(axis=0) == CLEAR)).any()  # argmax: clear
+    assert (classes[below] != CLEAR).all()
+
+
+@pytest.mark.parametrize("value", ["0", "1.2", "nan", "high"])
+def test_an_invalid_clear_threshold_stops_with_the_range(checkpoint, tmp_path, capsys, value):
+    for main, argv in (
+        (predict_main, [str(checkpoint), "scene.tif", "--out", str(tmp_path)]),
+        (evaluate_main, ["--data", str(tmp_path)]),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--clear-threshold", value])
+        assert exit_info.value.code == 2
+        assert "argument --clear-threshold:" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tif"))
+
+
 def test_evaluate_writes_the_tables_with_the_command(checkpoint, labeled_dataset, tmp_path):
     out = tmp_path / "evaluation"
     argv = ["--data", str(labeled_dataset), "--checkpoint", str(checkpoint), "--out", str(out)]
     argv += ["--producers", "checkpoint", "threshold", "--window-size", "32", "--worst", "1"]
+    argv += ["--clear-threshold", "1.0"]  # the checkpoint may call clear only p(clear) = 1
     assert evaluate_main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert list(report["producers"]) == ["checkpoint", "threshold"]
     assert report["command"].startswith("cloudfree-evaluate-masks --data ")
     assert report["producers"]["checkpoint"]["scenes"] == 3
     assert "| checkpoint | 3 | 1.000 |" in (out / "metrics.md").read_text()
+    confusion = np.array(report["producers"]["checkpoint"]["confusion_matrix"])
+    assert confusion.sum() > 0 and confusion[:, CLEAR].sum() == 0  # nothing predicted clear
+    assert np.array(report["producers"]["threshold"]["confusion_matrix"])[:, CLEAR].sum() > 0
 
 
 def test_scene_names_for_outputs():

@@ -72,13 +72,45 @@ def test_metrics_tables_and_figure(labeled_dataset, tmp_path, make_predictor):
     assert report["producers"]["s2cloudless"]["not_applicable"]  # binary producer
 
     table = (out / "metrics.md").read_text()
-    assert "| oracle | 3 | 1.000 | 1.000 |" in table
+    assert "| oracle | 3 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 |" in table  # ..., miou, view
+    assert "s2cloudless too, which has no shadow class" in table
+    view = ("iou_cloud_or_shadow_vs_clear", "f1_cloud_or_shadow_vs_clear")
+    for name, result in report["producers"].items():
+        cells = summary_row(table, name)
+        if name == "all_clear":  # predicts no cloud or shadow: not a measurement
+            assert [cells[key] for key in view] == ["n/a", "n/a"]
+        elif result["scenes"]:  # every other producer, s2cloudless included, is scored
+            expected = cloud_or_shadow_scores(np.array(result["confusion_matrix"]))
+            for key in view:
+                value = result["metrics"][key]
+                assert value == pytest.approx(expected[key], abs=1e-6), (name, key)
+                assert cells[key] == f"{value:.3f}", (name, key)
     assert "| s2cloudless | thin_cloud | n/a | n/a | n/a | n/a |" in table
     assert "scl: 3 scenes lack SCL" in table
     assert len(report["worst_scenes"]) == 2
     errors = [entry["error"] for entry in report["worst_scenes"]]
     assert errors == sorted(errors, reverse=True) and errors[0] == 0.0  # oracle ranks
     assert (out / "worst_scenes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def summary_row(table: str, producer: str) -> dict[str, str]:
+    """The cells of ``producer``'s row in the summary table, by column name."""
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| producer | scenes |"))
+    row = next(line for line in lines if line.startswith(f"| {producer} | "))
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    return dict(zip(names, (cell.strip() for cell in row.strip("|").split("|")), strict=True))
+
+
+def cloud_or_shadow_scores(confusion: np.ndarray) -> dict[str, float]:
+    """IoU and F1 of thick + thin + shadow against clear, from a 4-class confusion matrix."""
+    true_positive = confusion[1:, 1:].sum()
+    false_positive, false_negative = confusion[0, 1:].sum(), confusion[1:, 0].sum()
+    union = true_positive + false_positive + false_negative
+    return {
+        "iou_cloud_or_shadow_vs_clear": true_positive / union,
+        "f1_cloud_or_shadow_vs_clear": 2 * true_positive / (union + true_positive),
+    }
 
 
 def test_omission_and_commission_from_a_confusion_matrix():

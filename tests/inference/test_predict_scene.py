@@ -140,6 +140,89 @@ def test_cloud_threshold_decides_cloud_then_the_likelier_cloud_class():
         probabilities_to_classes(probabilities, cloud_threshold=1.5)
 
 
+def test_clear_threshold_keeps_clear_only_where_p_clear_reaches_it():
+    probabilities = np.array(
+        [  # clear, thick, thin, shadow for seven pixels
+            [0.90, 0.80, 0.79, 0.70, 0.70, 0.70, 0.35],
+            [0.05, 0.10, 0.11, 0.20, 0.05, 0.10, 0.40],
+            [0.02, 0.05, 0.05, 0.06, 0.20, 0.05, 0.05],
+            [0.03, 0.05, 0.05, 0.04, 0.05, 0.15, 0.20],
+        ],
+        dtype=np.float32,
+    )
+    assert (probabilities_to_classes(probabilities)[:6] == CLEAR).all()
+    classes = probabilities_to_classes(probabilities, clear_threshold=0.8)
+    # above, exactly at, then below the threshold (the likeliest other class wins); a pixel
+    # whose argmax is not clear keeps it
+    expected = [CLEAR, CLEAR, THICK_CLOUD, THICK_CLOUD, THIN_CLOUD, CLOUD_SHADOW, THICK_CLOUD]
+    assert classes.tolist() == expected
+    low = probabilities_to_classes(probabilities, clear_threshold=0.3)
+    assert low.tolist()[6] == THICK_CLOUD  # p(clear) >= 0.3 does not make it clear: argmax does
+    only_certain = probabilities_to_classes(probabilities, clear_threshold=1.0)
+    assert CLEAR not in only_certain.tolist()
+
+
+def test_clear_threshold_applies_after_cloud_threshold():
+    probabilities = np.array(
+        [  # clear, thick, thin, shadow for four pixels
+            [0.70, 0.85, 0.60, 0.50],
+            [0.10, 0.10, 0.05, 0.12],
+            [0.15, 0.03, 0.05, 0.14],
+            [0.05, 0.02, 0.30, 0.24],
+        ],
+        dtype=np.float32,
+    )
+    cloud_only = probabilities_to_classes(probabilities, cloud_threshold=0.25)
+    assert cloud_only.tolist() == [THIN_CLOUD, CLEAR, CLEAR, THIN_CLOUD]
+    both = probabilities_to_classes(probabilities, cloud_threshold=0.25, clear_threshold=0.8)
+    # cloud stays cloud (the last one too, though shadow is its likeliest non-clear class),
+    # clear at 0.85 stays clear, clear at 0.60 goes to its likeliest other class
+    assert both.tolist() == [THIN_CLOUD, CLEAR, CLOUD_SHADOW, THIN_CLOUD]
+
+
+def test_nodata_probabilities_stay_nodata_classes():
+    encoded = np.array([[[254, 0, 255]], [[0, 254, 255]], [[0, 0, 255]], [[0, 0, 255]]], np.uint8)
+    probabilities = decode_probabilities(encoded)  # the third pixel is nodata: NaN
+    for rule in ({}, {"clear_threshold": 0.8}, {"cloud_threshold": 0.5, "clear_threshold": 0.8}):
+        classes = probabilities_to_classes(probabilities, **rule)
+        assert classes[0].tolist() == [CLEAR, THICK_CLOUD, CLASS_NODATA], rule
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -0.2, 1.5, float("nan"), True, "0.8"])
+def test_invalid_clear_thresholds_are_rejected_with_the_range(value):
+    probabilities = np.full((4, 2), 0.25, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"clear_threshold must be a probability in \(0, 1\]"):
+        probabilities_to_classes(probabilities, clear_threshold=value)
+    with pytest.raises(ValueError, match=r"cloud_threshold must be a probability in \(0, 1\)"):
+        probabilities_to_classes(probabilities, cloud_threshold=1.0)
+
+
+def test_predict_scene_with_a_clear_threshold(make_predictor, scene_path, tmp_path):
+    predictor = make_predictor(window_size=32, overlap=8)
+    with open_scene(scene_path) as scene:
+        plain = predict_scene(predictor, scene, *output_paths(tmp_path, "plain"))
+        strict = predict_scene(
+            predictor, scene, *output_paths(tmp_path, "strict"), clear_threshold=0.8
+        )
+        with pytest.raises(ValueError, match="clear_threshold"):
+            predict_scene(predictor, scene, *output_paths(tmp_path, "bad"), clear_threshold=2)
+    assert not list(tmp_path.glob("bad*"))
+    plain_info, plain_classes, _, encoded = read_outputs(plain)
+    strict_info, strict_classes, strict_probabilities, _ = read_outputs(strict)
+    assert strict_info.tags["CLEAR_THRESHOLD"] == "0.8"
+    assert plain_info.tags["CLEAR_THRESHOLD"] == "none"
+    np.testing.assert_array_equal(strict_probabilities.data, encoded)  # same model output
+    np.testing.assert_array_equal(strict_classes == CLASS_NODATA, plain_classes == CLASS_NODATA)
+    p_clear = decode_probabilities(encoded)[CLEAR]
+    clear = strict_classes == CLEAR
+    assert clear.any() and (p_clear[clear] >= 0.8 - 0.5 / 254).all()  # up to rounding
+    assert (plain_classes[clear] == CLEAR).all()  # it only removes pixels from clear
+    demoted = (plain_classes == CLEAR) & ~clear
+    assert demoted.any() and (p_clear[demoted] < 0.8 + 0.5 / 254).all()
+    kept = plain_classes != CLEAR
+    np.testing.assert_array_equal(strict_classes[kept], plain_classes[kept])
+
+
 def test_missing_model_band_is_a_clear_error(make_predictor, scene_path, tmp_path):
     predictor = make_predictor(bands=("B02", "B10"))
     with open_scene(scene_path) as scene, pytest.raises(ValueError, match=r"lacks bands \['B10'\]"):

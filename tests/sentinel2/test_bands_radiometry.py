@@ -27,7 +27,7 @@ from cloudseg.sentinel2.bands import (
     resolve_bands,
 )
 from cloudseg.sentinel2.cog import partial_path, write_cog
-from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.radiometry import (
     dn_to_reflectance,
     harmonize_dn,
@@ -228,6 +228,36 @@ def test_grid_from_dataset_and_profile_round_trip() -> None:
         pytest.raises(ValueError, match="has no CRS"),
     ):
         Grid.from_dataset(dataset)
+
+
+def test_reproject_nearest_repeats_classes_and_keeps_nodata() -> None:
+    coarse = make_grid(height=3, width=3, resolution=20.0)
+    classes = np.array([[0, 1, 2], [3, 255, 1], [2, 2, 0]], dtype=np.uint8)
+    # 10 m pixels from the coarse grid's second column on, two columns and a row past its edges
+    fine = Grid(UTM31, Affine(10, 0, 399980, 0, -10, 4693200), 7, 6)
+    out = reproject_nearest(classes, coarse, fine, nodata=255)
+    expected = np.full((7, 6), 255, dtype=np.uint8)
+    expected[:6, :4] = np.repeat(np.repeat(classes, 2, axis=0), 2, axis=1)[:, 2:]
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)  # 255 in the source stays nodata, not spread
+    np.testing.assert_array_equal(reproject_nearest(out, fine, fine, nodata=255), out)
+
+
+def test_reproject_nearest_reads_a_dataset_band_as_it_warps_an_array() -> None:
+    grid = make_grid(height=40, width=30)
+    rng = np.random.default_rng(0)
+    classes = np.kron(rng.integers(0, 4, (8, 6)), np.ones((5, 5))).astype(np.uint8)
+    classes[:5, :5] = 255
+    west, south, east, north = grid.bounds_in("EPSG:32630")  # the neighbouring UTM zone
+    other = Grid("EPSG:32630", Affine(7, 0, west - 50, 0, -7, north + 50), 70, 60)
+    from_array = reproject_nearest(classes, grid, other, nodata=255)
+    profile = {"driver": "GTiff", "count": 1, "dtype": "uint8", "nodata": 255}
+    with MemoryFile() as memory, memory.open(**profile, **grid.to_profile()) as dataset:
+        dataset.write(classes, 1)
+        from_band = reproject_nearest(rasterio.band(dataset, 1), grid, other, nodata=255)
+    np.testing.assert_array_equal(from_band, from_array)
+    assert set(np.unique(from_array)) == {0, 1, 2, 3, 255}
+    assert (from_array[:5, :] == 255).all()  # 50 m north of the source: outside, nodata
 
 
 # --- COG writer --------------------------------------------------------------------------------
