@@ -21,10 +21,17 @@ is ``run.json["reports"]["evidence"]``). Once the main composite is written, it
    - ``model_residual_cloud`` / ``model_residual_shadow``: the checkpoint (``ckpt``) run on the
      composite as a scene, exactly as the masks run it, written to ``<composite dir>/model_check/``;
      the share of its predicted pixels that are thick or thin cloud / cloud shadow;
-   - against the reference: ``residual_cloud`` / ``residual_shadow`` and ``mae_<band>``,
-     ``rmse_<band>``, ``ssim_<band>`` with their means over bands (``mae_mean``...);
-   - ``picked_contaminated`` (observation-picking methods on simulated stacks): the share of
-     picked values whose date was truly cloud or shadow there (provenance x truth masks);
+   - ``residual_cloud`` / ``residual_shadow`` (simulated stacks, not the reference row): the
+     share of pixels whose value, in any band, is made of an observation the truth masks call
+     cloud (thick or thin) / shadow. For observation-picking methods the observations are the
+     dates in ``provenance.tif``; for ``linear`` they are found again from the stack: each strip
+     of the metrics grid is read as the composite's windows are (the composite's own stack and
+     exclusion masks, :func:`composite.driver.read_window_stack`) and ranked with the kernel's
+     ranks (:func:`composite.metrics.percentile_observations`);
+   - against the reference: ``brighter_than_reference`` / ``darker_than_reference`` (brightness
+     beyond a tolerance; they also move with seasonal sampling, see :mod:`composite.metrics`)
+     and ``mae_<band>``, ``rmse_<band>``, ``ssim_<band>`` with their means over bands
+     (``mae_mean``...);
    - ``seam_*`` (main composite only): the overlap with ``evaluation.compare_with``, another
      tile's composite.
 
@@ -67,6 +74,7 @@ from cloudseg.sentinel2.cog import atomic_path
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.reader import open_scene
 from composite.cluster import Executor
+from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, make_job, read_window_stack
 from composite.masking import (
     MASK_SOURCES,
     InferenceSettings,
@@ -77,11 +85,13 @@ from composite.masking import (
 )
 from composite.metrics import (
     BRIGHTNESS_BANDS,
+    brightness_against_reference,
+    composite_truth_contamination,
     observation_shares,
-    picked_contamination,
-    residual_contamination,
+    residual_shares,
     seam_error,
     surface_errors,
+    truth_contamination,
 )
 from composite.outputs import write_json
 from composite.quicklook import DEFAULT_STRETCH, auto_stretch, read_bands_preview, write_quicklooks
@@ -106,7 +116,8 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "share_clear_obs_3plus",
     "residual_cloud",
     "residual_shadow",
-    "picked_contaminated",
+    "brighter_than_reference",
+    "darker_than_reference",
     "model_residual_cloud",
     "model_residual_shadow",
     "mae_mean",
@@ -114,7 +125,7 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "seam_mae",
     "seam_p99_abs",
 )
-#: Memory for one strip of truth masks and provenance when checking picked dates.
+#: Memory for one strip of truth masks with provenance or the stack, when finding residual cloud.
 STRIP_BYTES = 256 << 20
 
 
@@ -430,12 +441,12 @@ def read_reflectance(path: str | Path, bands: Sequence[str], view: MetricsView) 
 def reference_metrics(
     composite: Path, reference: Path, bands: Sequence[str], view: MetricsView
 ) -> dict[str, float]:
-    """Residual cloud/shadow and per-band errors (with their means) against the reference,
-    one band at a time; residuals need B02, B03 and B04."""
+    """Brighter/darker than the reference and per-band errors (with their means) against it,
+    one band at a time; brighter/darker need B02, B03 and B04."""
     metrics: dict[str, float] = {}
     if all(band in bands for band in BRIGHTNESS_BANDS):
         metrics.update(
-            residual_contamination(
+            brightness_against_reference(
                 read_reflectance(composite, BRIGHTNESS_BANDS, view),
                 read_reflectance(reference, BRIGHTNESS_BANDS, view),
                 BRIGHTNESS_BANDS,
@@ -474,6 +485,7 @@ def model_residual(
             probabilities_path,
             resolution=inference.resolution,
             cloud_threshold=inference.cloud_threshold,
+            clear_threshold=inference.clear_threshold,
             tags={"SCENE_ID": f"composite {composite}"},
         )
     classes = read_on_view(classes_path, view)[0]
@@ -501,33 +513,72 @@ def truth_indices(dates: np.ndarray, truth: StackTruth) -> np.ndarray:
     return np.where(picked, positions, -1)
 
 
+def stack_truth_indices(stack: Stack, truth: StackTruth) -> np.ndarray:
+    """Index into ``truth.mask_paths`` of each scene of ``stack``, in stack order."""
+    dates = np.array([int(s.datetime.strftime("%Y%m%d")) for s in stack.scenes], np.uint32)
+    return truth_indices(dates, truth)
+
+
+def read_truth_masks(truth: StackTruth, indices: Iterable[int], grid: Grid) -> np.ndarray:
+    """``(len(indices), y, x)`` truth classes of the scenes ``indices`` on ``grid``."""
+    return np.stack([read_classes(truth.mask_paths[index], grid) for index in indices])
+
+
+def view_strips(view: MetricsView, bytes_per_pixel: int) -> Iterator[Window]:
+    """Full-width windows of the metrics grid of at most ``STRIP_BYTES`` at ``bytes_per_pixel``."""
+    width = view.grid.width
+    rows = max(1, STRIP_BYTES // (bytes_per_pixel * width))
+    for first in range(0, view.grid.height, rows):
+        yield Window(0, first, width, min(rows, view.grid.height - first))
+
+
 def picked_dates_contamination(
     provenance: Path, truth: StackTruth, view: MetricsView
 ) -> dict[str, float]:
-    """:func:`composite.metrics.picked_contamination` over every provenance band, strip by strip
-    (truth masks of all dates for a strip of rows at a time: memory stays at ``STRIP_BYTES``)."""
+    """``residual_cloud`` / ``residual_shadow`` of an observation-picking composite: the dates
+    of ``provenance`` (every band) looked up in the truth masks, strip by strip (truth masks of
+    all dates for a strip of rows at a time: memory stays at ``STRIP_BYTES``)."""
     with rasterio.open(provenance) as dataset:
         n_bands = dataset.count
-    width = view.grid.width
-    # per pixel: one uint8 mask per date, one uint32 date per band, ~32 B of per-band temporaries
-    bytes_per_pixel = len(truth.mask_paths) + 4 * n_bands + 32
-    rows_per_strip = max(1, STRIP_BYTES // (bytes_per_pixel * width))
-    picked_total, contaminated_total = 0, 0.0
-    for first in range(0, view.grid.height, rows_per_strip):
-        last = min(view.grid.height, first + rows_per_strip)
-        strip = view.grid.window_grid(Window(0, first, width, last - first))
-        masks = np.stack([read_classes(path, strip) for path in truth.mask_paths])
-        dates = read_on_view(provenance, view, range(1, n_bands + 1), rows=(first, last))
-        for band_dates in dates:
-            index = truth_indices(band_dates, truth)
-            picked = int((index >= 0).sum())
-            if picked:
-                share = picked_contamination(index, masks)["picked_contaminated"]
-                picked_total += picked
-                contaminated_total += share * picked
-    if not picked_total:
-        raise ValueError(f"{provenance} names no picked date inside the metrics grid.")
-    return {"picked_contaminated": contaminated_total / picked_total}
+    # per pixel: one uint8 mask per date, a uint32 date and an int64 index per band, temporaries
+    bytes_per_pixel = len(truth.mask_paths) + 12 * n_bands + 32
+    totals = np.zeros(3, np.int64)
+    for window in view_strips(view, bytes_per_pixel):
+        rows = (window.row_off, window.row_off + window.height)
+        masks = read_truth_masks(truth, range(len(truth.mask_paths)), view.grid.window_grid(window))
+        dates = read_on_view(provenance, view, range(1, n_bands + 1), rows=rows)
+        used = np.stack([truth_indices(band_dates, truth) for band_dates in dates])
+        totals += truth_contamination(used, masks).counts()
+    return residual_shares(totals, f"{provenance}")
+
+
+def percentile_contamination(
+    composite: CompositeResult, truth: StackTruth, view: MetricsView, work_dir: str | Path
+) -> dict[str, float]:
+    """``residual_cloud`` / ``residual_shadow`` of a composite that records no dates
+    (``linear``): each strip of the metrics grid is read as the composite's windows are (its
+    stack, bands and exclusion masks through :func:`composite.driver.make_job` and
+    :func:`composite.driver.read_window_stack`, onto the metrics grid) and the observations its
+    percentile is made of are found with the kernel's ranks, then looked up in the truth masks."""
+    settings = composite.settings
+    job, _ = make_job(
+        composite.stack, composite.masks, settings, view.grid, composite.bands, Path(work_dir)
+    )
+    order = stack_truth_indices(composite.stack, truth)
+    n_dates, n_bands = len(job.scenes), len(job.bands)
+    # per pixel and date: uint16 per band, exclusion, truth class, ~17 B of one band's ranking
+    bytes_per_pixel = n_dates * (2 * n_bands + 20) + 16 * n_bands
+    totals = np.zeros(3, np.int64)
+    for window in view_strips(view, bytes_per_pixel):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            stack, exclude = read_window_stack(job, window)
+        masks = read_truth_masks(truth, order, view.grid.window_grid(window))
+        contamination = composite_truth_contamination(
+            stack, exclude, masks, settings.q, settings.method, nodata=COMPOSITE_NODATA,
+            no_valid=settings.no_valid,
+        )  # fmt: skip
+        totals += contamination.counts()
+    return residual_shares(totals, f"{composite.outputs.composite}")
 
 
 # -- the reporter --------------------------------------------------------------------------------
@@ -723,16 +774,28 @@ class EvidenceReporter:
                 )
             )
             if not all(band in composite.bands for band in BRIGHTNESS_BANDS):
-                missing["residual"] = f"residual cloud/shadow need {list(BRIGHTNESS_BANDS)}"
-        if composite.outputs.provenance is None:
-            missing["picked_contaminated"] = "the method does not pick observations"
-        elif name == REFERENCE:
-            missing["picked_contaminated"] = "the reference is made of the truth itself"
+                missing["brightness"] = (
+                    f"brighter/darker_than_reference need {list(BRIGHTNESS_BANDS)}"
+                )
+        if name == REFERENCE:
+            missing["residual"] = "the reference is the truth surfaces: none of it is cloud"
         elif truth is None:
-            missing["picked_contaminated"] = "needs a simulated stack's truth masks"
+            missing["residual"] = (
+                "residual cloud/shadow need a simulated stack's truth masks (stack.json) and "
+                "evaluation.truth=true; brighter/darker_than_reference compare brightness instead"
+            )
         else:
-            metrics.update(picked_dates_contamination(composite.outputs.provenance, truth, view))
+            metrics.update(self.residual(composite, truth, view))
         return metrics, missing
+
+    def residual(
+        self, composite: CompositeResult, truth: StackTruth, view: MetricsView
+    ) -> dict[str, float]:
+        """``residual_cloud`` / ``residual_shadow``: the observations a composite is made of,
+        from its provenance when it records them, else from its stack and masks."""
+        if composite.outputs.provenance is not None:
+            return picked_dates_contamination(composite.outputs.provenance, truth, view)
+        return percentile_contamination(composite, truth, view, self.run.work_dir)
 
     def map_page(
         self,

@@ -10,11 +10,13 @@ It reads only what the runs wrote: the training's ``metrics.json`` and ``.hydra/
 composite's ``metrics.json`` (rows ``composite``, ``baseline_<source>``, ``reference``; see
 ``composite/evidence.py``) and ``run.json``. It prints the paths of the main composite, its
 quicklooks, map page and metrics, then the headline: the best validation (and test) IoU of
-cloud + shadow against clear, the residual cloud against the simulated truth of the model-masked
-composite, the unmasked 25th percentile and s2cloudless, and the seam error against the
-neighbouring tile. The record (``--record``) holds ``README.md`` (the same headline, commands,
-configuration, data, metrics tables, figures), ``composite_vs_unmasked.png`` and copies of the
-metrics files, so every number in it can be traced to a file.
+cloud + shadow against clear, the residual cloud (share of pixels whose value uses an observation
+the simulated truth masks call cloud) of the model-masked composite, the unmasked 25th
+percentile and s2cloudless, and the seam error against the neighbouring tile. The record
+(``--record``) holds ``README.md`` (the same headline, commands, configuration, data, metrics
+tables, figures), ``composite_vs_unmasked.png`` and copies of the metrics files, so every number
+in it can be traced to a file. Paths inside the repository (where ``make demo`` runs) are
+recorded relative to it in the commands.
 """
 
 from __future__ import annotations
@@ -66,6 +68,28 @@ FIGURE_NAME = "composite_vs_unmasked.png"
 #: Long side (px) of each panel read for the figure, and the figure's resolution.
 FIGURE_PANEL_PX = 400
 FIGURE_DPI = 64
+#: The repository root, where ``make demo`` runs: recorded paths inside it are made relative to it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def repository_relative(argument: str, root: Path = REPO_ROOT) -> str:
+    """A command-line argument (``key=value`` or a bare value) with an absolute path inside
+    ``root`` written relative to it; anything else unchanged."""
+    key, sep, value = argument.partition("=")
+    if not sep:
+        key, value = "", argument
+    if not Path(value).is_absolute():
+        return argument
+    try:
+        relative = Path(value).resolve().relative_to(root.resolve())
+    except ValueError:
+        return argument
+    return f"{key}{sep}{relative.as_posix()}"
+
+
+def command_line(program: str, arguments: Sequence[str]) -> str:
+    """``program`` and its ``arguments`` (repository-relative, shell-quoted) as one line."""
+    return " ".join([program, *(shlex.quote(repository_relative(a)) for a in arguments)])
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -113,7 +137,7 @@ class TrainingRun:
 
     @property
     def command(self) -> str:
-        return " ".join(["python train.py", *map(shlex.quote, self.overrides)])
+        return command_line("python train.py", self.overrides)
 
     @property
     def best_val_iou(self) -> float | None:
@@ -154,7 +178,7 @@ class CompositeRunFiles:
     @property
     def command(self) -> str:
         argv = self.run.get("config", {}).get("command") or []
-        return " ".join(["python", *map(shlex.quote, argv)]) if argv else "(not recorded)"
+        return command_line("python", argv) if argv else "(not recorded)"
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -196,9 +220,8 @@ def headline_numbers(
         "test IoU cloud+shadow vs clear (best checkpoint)": training.test_iou,
     }
     for row, label in HEADLINE_ROWS.items():
-        numbers[f"residual cloud vs truth, {label}"] = composite.table.get(row, {}).get(
-            "residual_cloud"
-        )
+        residual = composite.table.get(row, {}).get("residual_cloud")
+        numbers[f"residual cloud (pixels using truth-cloud obs.), {label}"] = residual
     if neighbour is not None:
         numbers["seam MAE vs neighbouring tile (reflectance)"] = neighbour.table[MAIN].get(
             "seam_mae"
@@ -363,9 +386,12 @@ def record_markdown(
         sections += [
             f"## Composite metrics: `{run.folder}`",
             "",
-            "Rows of composite/evidence.py (`residual_*` against the simulated truth; "
-            "`model_residual_*` what the model still calls cloud/shadow in the composite); the "
-            f"full table is `metrics/{run.folder.name}.json`.",
+            "Rows of composite/evidence.py (`residual_*`: share of pixels whose value, in any "
+            "band, uses an observation the simulated truth masks call cloud/shadow; "
+            "`brighter/darker_than_reference`: brightness against the truth surfaces' "
+            "composite, which also moves with seasonal sampling; `model_residual_*`: what the "
+            "model still calls cloud/shadow in the composite); the full table is "
+            f"`metrics/{run.folder.name}.json`.",
             "",
             composite_table(run),
             "",

@@ -144,6 +144,38 @@ def test_figure_shows_both_composites_with_the_same_stretch(report, runs, capsys
     assert right.mean() > left.mean() + 5
 
 
+def test_paths_inside_the_repository_are_recorded_relative_to_it(report, tmp_path):
+    root = tmp_path / "repo"
+    inside = f"ckpt={root}/outputs/demo/train/checkpoints/best-epoch005.ckpt"
+    assert report.repository_relative(inside, root) == (
+        "ckpt=outputs/demo/train/checkpoints/best-epoch005.ckpt"
+    )
+    assert report.repository_relative(f"{root}/composite.py", root) == "composite.py"
+    assert report.repository_relative(f"+x={root}/../elsewhere/a.tif", root) == (
+        f"+x={root}/../elsewhere/a.tif"  # outside the repository: kept as given
+    )
+    for unchanged in ("hydra.run.dir=outputs/demo/train", "evaluation.baselines=[none,scl]", "-m"):
+        assert report.repository_relative(unchanged, root) == unchanged
+
+
+def test_recorded_commands_hold_no_absolute_path_inside_the_repository(report, runs, capsys):
+    checkpoint = report.REPO_ROOT / "outputs" / "demo" / "train" / "checkpoints" / "best.ckpt"
+    run_json = runs["composite"] / "run.json"
+    run = json.loads(run_json.read_text())
+    run["config"]["command"] = [
+        str(report.REPO_ROOT / "composite.py"), f"ckpt={checkpoint}",
+        "evaluation.baselines=[none,s2cloudless]", "evaluation.compare_with=/elsewhere/b.tif",
+    ]  # fmt: skip
+    run_json.write_text(json.dumps(run))
+    run_main(report, runs, capsys)
+    readme = (runs["record"] / "README.md").read_text()
+    assert (
+        "python composite.py ckpt=outputs/demo/train/checkpoints/best.ckpt "
+        "'evaluation.baselines=[none,s2cloudless]' evaluation.compare_with=/elsewhere/b.tif\n"
+    ) in readme
+    assert str(report.REPO_ROOT) not in readme.split("## Commands")[1].split("## Configuration")[0]
+
+
 def test_verdict_says_when_the_model_is_not_best(report, tmp_path):
     residual = {"composite": 0.3, "none": 0.2, "s2cloudless": 0.25}
     composite = report.CompositeRunFiles.load(write_composite_run(tmp_path / "a", residual))

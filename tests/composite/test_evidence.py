@@ -4,6 +4,8 @@ simulator's truth, quicklooks, the offline map page, seam error and the offline 
 One run on a small simulated stack (12 dates, 64 px; s2cloudless masks, a date-consistent
 ``lower`` composite, a tiny random checkpoint for the model's residual check, W&B offline) is
 shared by most tests; the metrics are checked against numbers computed here from the rasters.
+A second run composites the same stack with ``linear`` and the truth masks themselves as its
+masks, so its residual cloud must be 0 where the unmasked baseline's is not.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from composite.evidence import (
     plan_baselines,
     truth_indices,
 )
-from composite.masking import MaskSettings
+from composite.masking import MaskSettings, mask_path
 from composite.metrics import seam_error
 from composite.quicklook import NO_OBSERVATION_RGB, count_rgba
 from composite.run import CompositeResult, run_composite
@@ -60,6 +62,26 @@ def evidence_run(sim_stack, tmp_path_factory) -> CompositeResult:
         f"stack.source={sim_stack}", "masks.source=s2cloudless", "composite.method=lower",
         "composite.key_bands=[B02,B03,B04]", "composite.window_size=32", f"ckpt={checkpoint}",
         "masks.inference.device=cpu", "masks.inference.window_size=32", "logger=wandb",
+    ]  # fmt: skip
+    return run_composite(compose_composite(overrides, tmp))
+
+
+@pytest.fixture(scope="module")
+def truth_masked_run(sim_stack, tmp_path_factory) -> CompositeResult:
+    """A ``linear`` composite of the simulated stack masked by its truth: the truth masks are
+    put in the mask cache where the s2cloudless masks would go, so the run reuses them as its
+    masks (and composites the unmasked baseline beside it)."""
+    tmp = tmp_path_factory.mktemp("truth_masked")
+    cache = tmp / "masks"
+    entries = json.loads((sim_stack / "stack.json").read_text())["dates"]
+    truth_masks = {(sim_stack / e["scene"]).resolve(): sim_stack / e["mask"] for e in entries}
+    for scene in build_stack(StackSettings(source=str(sim_stack)), progress=False).scenes:
+        target = mask_path(cache, "s2cloudless", scene)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(truth_masks[Path(scene.source).resolve()], target)
+    overrides = [
+        f"stack.source={sim_stack}", "masks.source=s2cloudless", f"masks.cache_dir={cache}",
+        "composite.method=linear", "composite.window_size=32", "evaluation.baselines=[none]",
     ]  # fmt: skip
     return run_composite(compose_composite(overrides, tmp))
 
@@ -110,18 +132,19 @@ def test_metrics_json_compares_every_composite(evidence_run):
     }  # fmt: skip
     composite, unmasked, reference = table["composite"], table["baseline_none"], table["reference"]
     # the plain percentile lets clouds through that the s2cloudless-masked one keeps out
-    assert unmasked["residual_cloud"] > composite["residual_cloud"] + 0.05
+    assert unmasked["residual_cloud"] > 0.02 > 10 * composite["residual_cloud"]
     assert unmasked["share_clear_obs_3plus"] == 1.0  # no mask: every date counts
-    # the reference measured against itself
-    assert reference["residual_cloud"] == reference["residual_shadow"] == 0.0
+    # the reference measured against itself; it has no residual cloud to look for
+    assert reference["brighter_than_reference"] == reference["darker_than_reference"] == 0.0
     assert reference["mae_mean"] == 0.0 and reference["ssim_mean"] == pytest.approx(1.0)
+    assert "residual_cloud" not in reference
     assert composite["mae_mean"] > 0.0
     for row in table.values():
         shares = [row[f"share_clear_obs_{k}"] for k in ("0", "1_2", "3plus")]
         assert sum(shares) == pytest.approx(1.0)
         assert {f"mae_{band}" for band in evidence_run.bands} <= set(row)
-    assert evidence["not_computed"]["reference"] == {
-        "picked_contaminated": "the reference is made of the truth itself"
+    assert evidence["not_computed"] == {
+        "reference": {"residual": "the reference is the truth surfaces: none of it is cloud"}
     }
     markdown = (out / "metrics.md").read_text()
     assert "| metric | composite (s2cloudless) | baseline_none (none) | reference (none) |" in (
@@ -134,8 +157,9 @@ def test_metrics_json_compares_every_composite(evidence_run):
     assert composite["share_clear_obs_0"] == pytest.approx(np.mean(count == 0))
 
 
-def test_picked_dates_are_checked_against_the_truth_masks(evidence_run, sim_stack):
-    """picked_contaminated from provenance.tif and the truth masks, recomputed here."""
+def test_residual_cloud_of_picked_dates_is_read_from_the_truth_masks(evidence_run, sim_stack):
+    """residual_cloud/_shadow of a picking composite from provenance.tif and the truth masks,
+    recomputed here: the share of pixels whose picked date is cloud / shadow there."""
     description = json.loads((sim_stack / "stack.json").read_text())
     masks_by_date = {
         int(entry["sensing_time"][:10].replace("-", "")): read_band(sim_stack / entry["mask"])
@@ -146,10 +170,26 @@ def test_picked_dates_are_checked_against_the_truth_masks(evidence_run, sim_stac
         classes = np.full(picked.shape, 255, np.uint8)
         for date, mask in masks_by_date.items():
             classes[picked == date] = mask[picked == date]
-        expected = np.mean(np.isin(classes[picked != 0], (1, 2, 3)))
         table = evidence_of(evidence_run)["metrics"]
-        assert table[name]["picked_contaminated"] == pytest.approx(expected)
-    assert "picked_contaminated" not in table["reference"]
+        assert table[name]["residual_cloud"] == pytest.approx(
+            np.mean(np.isin(classes[picked != 0], (1, 2)))
+        )
+        assert table[name]["residual_shadow"] == pytest.approx(np.mean(classes[picked != 0] == 3))
+    assert table["baseline_none"]["residual_cloud"] > 0.02
+
+
+def test_a_linear_composite_masked_by_the_truth_has_no_residual_cloud(truth_masked_run):
+    """``linear`` records no dates: the residual is found from the stack, the masks each
+    composite used and the kernel's ranks. With the truth as masks nothing cloudy is used;
+    without masks the percentile is made of cloudy dates on a share of pixels."""
+    evidence = evidence_of(truth_masked_run)
+    table = evidence["metrics"]
+    assert list(table) == ["composite", "baseline_none", "reference"]
+    assert table["composite"]["residual_cloud"] == table["composite"]["residual_shadow"] == 0.0
+    unmasked = table["baseline_none"]
+    assert unmasked["residual_cloud"] > 0.05 and unmasked["residual_shadow"] > 0.0
+    assert unmasked["residual_cloud"] > table["composite"]["residual_cloud"]
+    assert "residual" not in evidence["not_computed"]["composite"]  # only model_residual (no ckpt)
 
 
 def test_model_residual_is_the_checkpoint_run_on_each_composite(evidence_run):
@@ -218,7 +258,9 @@ def test_offline_wandb_run_holds_the_metrics_and_quicklooks(evidence_run):
     history = wandb_history(records)
     for name in table:
         for metric in ("residual_cloud", "share_clear_obs_0", "model_residual_cloud"):
-            assert history[f"{name}/{metric}"] == [pytest.approx(table[name][metric])]
+            if metric in table[name]:  # the reference has no residual cloud
+                assert history[f"{name}/{metric}"] == [pytest.approx(table[name][metric])]
+    assert "reference/residual_cloud" not in history
     assert history["metrics/_type"] == ["table-file"]
     (table_file,) = (run_dir / "files" / "media" / "table").glob("metrics_*.table.json")
     logged = json.loads(table_file.read_text())
@@ -226,7 +268,9 @@ def test_offline_wandb_run_holds_the_metrics_and_quicklooks(evidence_run):
     assert [row[0] for row in logged["data"]] == list(table)
     column = logged["columns"].index("residual_cloud")
     assert [row[column] for row in logged["data"]] == [
-        pytest.approx(table[name]["residual_cloud"]) for name in table
+        pytest.approx(table["composite"]["residual_cloud"]),
+        pytest.approx(table["baseline_none"]["residual_cloud"]),
+        None,  # the reference
     ]
     images = run_dir / "files" / "media" / "images" / "quicklooks"
     names = {re.sub(r"_\d+_[0-9a-f]+\.png$", "", path.name) for path in images.glob("*.png")}
