@@ -115,7 +115,7 @@ def train(cfg: DictConfig) -> float | None:
         # was when that checkpoint was written.
         checkpoint = find_model_checkpoint(trainer)
         best_path = checkpoint.best_model_path if checkpoint is not None else ""
-        last_path = checkpoint.last_model_path if checkpoint is not None else ""
+        last_path = find_last_checkpoint_path(trainer)
         score = optimized_score(cfg.monitor.metric, checkpoint, fit_metrics)
         if not best_path:
             log.warning("No best checkpoint was saved (fast_dev_run?); testing the final weights.")
@@ -158,6 +158,16 @@ def find_model_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
         if isinstance(callback, ModelCheckpoint) and callback.monitor is not None:
             return callback
     return None
+
+
+def find_last_checkpoint_path(trainer: Trainer) -> str:
+    """The latest checkpoint written by a ModelCheckpoint that monitors nothing (``last.ckpt``),
+    else a ``save_last`` copy of the best-model keeper, else ``""``."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None:
+            return callback.best_model_path
+    checkpoint = find_model_checkpoint(trainer)
+    return checkpoint.last_model_path if checkpoint is not None else ""
 
 
 def optimized_score(
