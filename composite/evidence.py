@@ -753,6 +753,13 @@ class EvidenceReporter:
         """The metrics of one composite, and why the ones it lacks were not computed."""
         metrics = observation_shares(read_on_view(composite.outputs.count, view)[0], view.footprint)
         missing: dict[str, str] = {}
+        if metrics["share_clear_obs_0"] == 1.0:
+            log.warning(
+                "%s has no valid pixel: every observation was masked (masks.inference."
+                "clear_threshold or masks.exclude too strict for this model?).",
+                composite.outputs.composite,
+            )
+            return metrics, {"all": "the composite has no valid pixel (every observation masked)"}
         masks = self.run.masks
         if not (self.evaluation.model_residual and masks.checkpoint):
             missing["model_residual"] = "no checkpoint (ckpt) or evaluation.model_residual=false"

@@ -559,6 +559,7 @@ def stac_api(monkeypatch):
 def test_composite_a_folder_of_scenes_with_a_checkpoint(checkpoint, scenes, tmp_path):
     overrides = [f"ckpt={checkpoint}", f"stack.source={scenes}/"]
     overrides += ["masks.inference.device=cpu", "masks.inference.resolution=20"]  # as the demo
+    overrides += ["masks.inference.clear_threshold=null"]  # untrained: p(clear) < 0.9 everywhere
     result = run_composite(compose_composite(overrides, tmp_path))
     record = result.record
     assert len(record["stack"]["dates"]) == 4
@@ -571,6 +572,21 @@ def test_composite_a_folder_of_scenes_with_a_checkpoint(checkpoint, scenes, tmp_
     # the default baselines that apply to L1C scenes (no SCL here), and the simulated truth
     assert {"composite", "baseline_none", "baseline_s2cloudless"} <= set(table)
     assert {"residual_cloud", "model_residual_cloud"} <= set(table["composite"])
+
+
+def test_composite_whose_every_observation_is_masked_says_so_instead_of_failing(
+    checkpoint, scenes, tmp_path, caplog
+):
+    """The untrained checkpoint's p(clear) stays below the default clear_threshold (0.9): every
+    observation is masked, the composite is all nodata, and the metrics say why they are empty."""
+    overrides = [f"ckpt={checkpoint}", f"stack.source={scenes}/", "masks.inference.device=cpu"]
+    overrides += ["masks.inference.resolution=20", "evaluation.baselines=[]"]
+    run_composite(compose_composite(overrides, tmp_path))
+    table = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert table["composite"] == {
+        "share_clear_obs_0": 1.0, "share_clear_obs_1_2": 0.0, "share_clear_obs_3plus": 0.0
+    }  # fmt: skip
+    assert "has no valid pixel: every observation was masked" in caplog.text
 
 
 def test_composite_a_stac_api_search_by_tile_years_and_months(

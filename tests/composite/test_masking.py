@@ -104,7 +104,7 @@ def test_model_masks_made_with_another_clear_threshold_are_not_reused(make_stack
 def test_clear_threshold_is_a_composite_config_key(tmp_path):
     base = ["stack.source=x", "masks.source=scl"]
     default = settings_from_config(compose_composite(base, tmp_path))
-    assert default.masks.inference.clear_threshold is None
+    assert default.masks.inference.clear_threshold == 0.9  # conf/composite.yaml
     strict = compose_composite([*base, "masks.inference.clear_threshold=0.85"], tmp_path)
     assert settings_from_config(strict).masks.inference.clear_threshold == 0.85
     wrong = compose_composite([*base, "masks.inference.clear_threshold=1.5"], tmp_path)
