@@ -362,7 +362,8 @@ def record_markdown(
         "",
         "## Configuration",
         "",
-        f"- model: `{segmenter.get('backbone')}` backbone, `{segmenter.get('head')}` head, "
+        f"- model: `{segmenter.get('backbone')}` backbone, `{segmenter.get('head')}` head with a "
+        f"{segmenter.get('detail_channels', 0)}-channel full-resolution branch, "
         f"pretrained `{segmenter.get('pretrained')}`; lr {training.config.get('model', {}).get('lr')}",
         f"- training: {trainer.get('max_epochs')} epochs of {data.get('train_chips_per_epoch')} "
         f"chips of {data.get('patch_size')} px, batch {data.get('batch_size')}, bands "
@@ -413,10 +414,13 @@ def composite_configuration(run: CompositeRunFiles) -> str:
     masks = config.get("masks", {})
     settings = config.get("composite", {})
     evaluation = config.get("evaluation", {})
+    inference = masks.get("inference", {})
+    clear_threshold = inference.get("clear_threshold")
+    clear_rule = f"p(clear) >= {clear_threshold}" if clear_threshold is not None else "argmax"
     return (
         f"- `{run.folder.name}`: q={settings.get('q')} ({settings.get('method')}), masks "
         f"`{masks.get('source')}` excluding {masks.get('exclude')} with a {masks.get('buffer_m')} m "
-        f"buffer, model at {masks.get('inference', {}).get('resolution')} m; baselines "
+        f"buffer, model at {inference.get('resolution')} m, clear where {clear_rule}; baselines "
         f"{evaluation.get('baselines')}"
     )
 

@@ -205,3 +205,11 @@ def test_a_table_without_the_main_row_is_refused(report, runs):
     (runs["composite"] / "metrics.json").write_text(json.dumps({"baseline_none": {}}))
     with pytest.raises(ValueError, match="has no row 'composite'"):
         report.CompositeRunFiles.load(runs["composite"])
+
+
+def test_readme_headline_is_the_committed_demo_record():
+    """The numbers README.md shows are the ones the last `make demo` wrote to its record."""
+    repository = Path(__file__).resolve().parents[1]
+    record = (repository / "experiments" / "demo" / "README.md").read_text()
+    headline = record.split("## Headline\n\n```\n")[1].split("```")[0]
+    assert f"```\n{headline}```" in (repository / "README.md").read_text()

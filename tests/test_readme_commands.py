@@ -158,6 +158,13 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
         "tests/test_readme_commands.py::test_benchmark_scripts_run_small",
         "tests/inference/test_bench_inference.py::test_simulated_tile_has_native_resolutions_clouds_and_a_swath_edge",
     ),
+    "python experiments/bench_training.py": (
+        "tests/test_readme_commands.py::test_benchmark_scripts_run_small",
+        "tests/test_bench_training.py::test_measures_the_demo_steps_consistently",
+    ),
+    "python experiments/bench_composite.py": (
+        "tests/test_readme_commands.py::test_benchmark_scripts_run_small",
+    ),
     # -- conf/README.md
     "python train.py": ("tests/test_configs.py::test_default_data_root_and_monitor",),
     "cloudfree-simulate labeled --out data/simulated/labeled": (
@@ -671,10 +678,12 @@ def test_dask_cluster_options_compose(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_scripts_run_small(tmp_path):
-    """The two benchmark scripts end to end on small cases (the full runs take minutes)."""
+    """The benchmark scripts end to end on small cases (the full runs take minutes)."""
     commands = {
         "bench_percentile.py": f"--quick --dates 6 --record {tmp_path / 'p.md'}",
         "bench_inference.py": f"--size 216 --out {tmp_path / 'inference'} --workdir {tmp_path}",
+        "bench_composite.py": f"--quick --cache {tmp_path / 'stacks'} --out {tmp_path / 'c.md'}",
+        "bench_training.py": f"--experiments demo --warmup 1 --steps 2 --out {tmp_path / 't'}",
     }
     for script, arguments in commands.items():
         completed = subprocess.run(
@@ -685,3 +694,5 @@ def test_benchmark_scripts_run_small(tmp_path):
     assert "## Ratios" in (tmp_path / "p.md").read_text()
     record = json.loads((tmp_path / "inference.json").read_text())
     assert record["size"] == 216 and len(record["results"]) == 5
+    assert "s / scene-Mpx" in (tmp_path / "c.md").read_text()
+    assert json.loads((tmp_path / "t.json").read_text())
