@@ -143,6 +143,10 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "stack.max_cloud_cover=60": (
         "tests/test_readme_commands.py::test_composite_a_stac_api_search_by_tile_years_and_months",
     ),
+    "masks.inference.clear_threshold=0.9": (
+        "tests/composite/test_masking.py::test_clear_threshold_is_a_composite_config_key",
+        "tests/composite/test_masking.py::test_model_masks_made_with_another_clear_threshold_are_not_reused",
+    ),
     "cluster=localcluster": (
         "tests/test_readme_commands.py::test_composite_on_dask_clusters_matches_the_local_run",
         "tests/composite/test_driver.py::test_simulated_stack_on_worker_processes_matches_the_local_run",
