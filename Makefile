@@ -3,8 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Idle OpenMP threads (torch, numba) sleep instead of spinning and starving each other.
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup browser test test-slow lint demo demo-clean clean
 

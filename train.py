@@ -6,16 +6,10 @@ best validation value of ``monitor.metric`` (for ``-m`` multiruns and sweeps).
 
 from __future__ import annotations
 
-import os
+import hydra
+from omegaconf import DictConfig
 
-# Idle OpenMP threads (torch's, numba's) sleep instead of spinning; read when torch loads. Spinning
-# threads of one library starve the other's on a busy CPU (15-60x slower steps measured on 2 cores).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from cloudseg.training import train  # noqa: E402
+from cloudseg.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import cloudseg  # noqa: F401  (sets OMP_WAIT_POLICY before a test module loads torch)
+
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
-# Idle OpenMP threads (torch's and numba's) sleep instead of spinning: on a busy 2-core machine
-# spinning made a tiny-ViT forward 15-60x slower after a numba call. Read when torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REALDATA = Path(
     os.environ.get(
