@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,6 @@ from composite.quicklook import NO_OBSERVATION_RGB, count_rgba
 from composite.run import CompositeResult, run_composite
 from composite.stack import StackSettings, build_stack
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MODEL_BANDS = ["B02", "B03", "B04", "B08", "B11"]  # the tiny checkpoint's bands
 
 
@@ -229,17 +227,8 @@ def test_quicklooks_and_map_page_layers(evidence_run):
         assert text in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make setup installs it)")
-def test_map_page_renders_offline_in_headless_chromium(evidence_run, tmp_path):
-    page = evidence_run.outputs.out_dir / "map.html"
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-        "--disable-background-networking", "--disable-component-update",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-    ]  # fmt: skip
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+def test_map_page_renders_offline_in_headless_chromium(evidence_run, chromium):
+    dom = chromium.dom(evidence_run.outputs.out_dir / "map.html")
     assert 'data-map-ready="true"' in dom, "the map script did not run"
     assert len(re.findall(r"<img[^>]*composite-layer", dom)) == 1, "only the composite is drawn"
     labels = re.findall(r'<input type="checkbox" class="leaflet-control-layers-selector"', dom)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -16,8 +14,6 @@ from cloudseg.sentinel2 import Grid
 from cloudseg.sentinel2.cog import write_cog
 from composite.quicklook import png_bytes, rgba_image, stretch_to_uint8, write_quicklooks
 from composite.webmap import MapLayer, map_layers_from_cog, render_map_page, write_map_page
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture()
@@ -89,31 +85,17 @@ def test_map_page_is_self_contained(composite_cog, tmp_path):
         render_map_page([layer], (east, south, west, north), title="bad")
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (make setup installs it as root)"
-)
-def test_map_page_renders_in_headless_chromium(composite_cog, tmp_path):
+def test_map_page_renders_in_headless_chromium(composite_cog, chromium, tmp_path):
     composite_layer, bounds = map_layers_from_cog(composite_cog, name="composite", visible=True)
     gray = np.full((4, 4), 0.2, np.float32)
     baseline = MapLayer("baseline", png_bytes(rgba_image(gray)))
     page = write_map_page(tmp_path / "map.html", [composite_layer, baseline], bounds, title="demo")
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-    ]  # fmt: skip
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    dom = chromium.dom(page)
     assert 'data-map-ready="true"' in dom, "the map script did not run"
     drawn = re.findall(r"<img[^>]*composite-layer", dom)
     assert len(drawn) == 1, "exactly the visible layer is drawn"
     assert "leaflet-control-layers" in dom and "leaflet-control-scale" in dom
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=800,600", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+    shot = chromium.screenshot(page, tmp_path / "shot.png")
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     center = pixels[250:350, 350:450]
     assert center.std() > 5, "the composite picture should be visible in the middle of the page"
