@@ -50,3 +50,16 @@ def load_experiment():
         return module
 
     return load
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Empty weight caches and Hugging Face offline mode: any download attempt must fail fast."""
+    import huggingface_hub.constants as hf_constants
+
+    hf_cache = tmp_path / "hf_cache"
+    hf_cache.mkdir()
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import huggingface_hub.constants as hf_constants
 import pytest
 import timm
 import torch
@@ -18,17 +17,6 @@ from cloudseg.training import train
 #: TINY_SHRINK without its `pretrained=none`: these tests are about the pretrained weights.
 SHRINK_KEEPING_WEIGHTS = [o for o in TINY_SHRINK if not o.startswith("model.segmenter.pretrained")]
 VIT_B16_TIMM_NAME = "vit_base_patch16_224"
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty Hugging Face cache and torch hub, Hub offline: nothing can be fetched."""
-    hf_cache = tmp_path / "hf_cache"
-    hf_cache.mkdir()
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hf_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return tmp_path
 
 
 def test_vit_b16_without_weights_stops_naming_the_option_and_the_file(

@@ -26,16 +26,3 @@ def vit_state_dict(
 @pytest.fixture
 def make_vit_state_dict() -> Callable[..., dict[str, torch.Tensor]]:
     return vit_state_dict
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """Empty weight caches and Hugging Face offline mode: any download attempt must fail fast."""
-    import huggingface_hub.constants as hf_constants
-
-    hf_cache = tmp_path / "hf_cache"
-    hf_cache.mkdir()
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hf_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return tmp_path
