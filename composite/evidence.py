@@ -1,7 +1,8 @@
 """Evidence that a composite is cloud-free and seamless, computed in the same run.
 
-:class:`EvidenceReporter` is the reporter :func:`composite.run.run_composite` attaches (its result
-is ``run.json["reports"]["evidence"]``). Once the main composite is written, it
+:class:`EvidenceReporter` is the reporter :func:`composite.run.run_composite` attaches unless the
+config says ``evaluation=none`` (its result is ``run.json["reports"]["evidence"]``). Once the main
+composite is written, it
 
 1. composites **baselines**: the same stack onto the same grid and bands with other mask sources
    (``evaluation.baselines``; ``none`` is Sentinel Hub's plain 25th percentile without SCL) into
@@ -94,6 +95,7 @@ from composite.metrics import (
     truth_contamination,
 )
 from composite.outputs import write_json
+from composite.pipeline import CompositeResult, composite_stack
 from composite.quicklook import DEFAULT_STRETCH, auto_stretch, read_bands_preview, write_quicklooks
 from composite.stack import Stack, StackSettings, build_stack
 from composite.wandb_log import log_evidence
@@ -101,7 +103,6 @@ from composite.webmap import MapLayer, count_map_layer, map_layers_from_cog, wri
 
 if TYPE_CHECKING:
     from cloudseg.inference.predictor import WindowedPredictor
-    from composite.run import CompositeResult, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +212,11 @@ class EvidenceSettings:
     logger: dict[str, Any] | None = None
 
 
-def evidence_settings(config: Mapping[str, Any]) -> EvidenceSettings:
+def evidence_settings(config: Mapping[str, Any]) -> EvidenceSettings | None:
     """Checked settings from the resolved config container (keys ``evaluation``, ``quicklook``,
-    ``logger``; each optional)."""
+    ``logger``); ``None`` when ``evaluation`` is null (``evaluation=none``: no evidence)."""
+    if config.get("evaluation", {}) is None:
+        return None
     evaluation = dict(config.get("evaluation") or {})
     quicklook = dict(config.get("quicklook") or {})
     return EvidenceSettings(
@@ -586,12 +589,31 @@ def percentile_contamination(
 
 class EvidenceReporter:
     """Baselines, reference, metrics, pictures and W&B for a finished composite (see the module
-    docstring); ``run_composite`` calls it with the main :class:`CompositeResult`."""
+    docstring), called with the main :class:`CompositeResult`.
 
-    def __init__(self, run: RunSettings, executor: Executor) -> None:
-        self.run = run
-        self.settings: EvidenceSettings = run.evidence or EvidenceSettings()
+    Besides its own settings it needs the main run's mask settings (baselines vary their source;
+    ``ckpt`` runs on the composites), the stack's source (a simulated stack's truth), the work
+    folder and the executor the baselines run on, and the config to log to W&B.
+    """
+
+    def __init__(
+        self,
+        settings: EvidenceSettings,
+        *,
+        masks: MaskSettings,
+        stack_source: str | Sequence[str],
+        work_dir: str | Path,
+        executor: Executor,
+        progress: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.masks = masks
+        self.stack_source = stack_source
+        self.work_dir = work_dir
         self.executor = executor
+        self.progress = progress
+        self.config = dict(config or {})
 
     @property
     def evaluation(self) -> EvaluationSettings:
@@ -605,9 +627,7 @@ class EvidenceReporter:
             "quicklooks": quicklook_reporter(self.settings.quicklook, stretch)(result)
         }
         with timed(timing, "baselines"):
-            planned, skipped = plan_baselines(
-                self.evaluation.baselines, self.run.masks, result.stack
-            )
+            planned, skipped = plan_baselines(self.evaluation.baselines, self.masks, result.stack)
             baselines = {
                 source: self.composite_again(
                     result, result.stack, masks, out_dir / "baselines" / source, stretch
@@ -619,9 +639,7 @@ class EvidenceReporter:
             "skipped": skipped,
         }
         with timed(timing, "reference"):
-            truth = (
-                find_truth(self.run.stack.source, result.stack) if self.evaluation.truth else None
-            )
+            truth = find_truth(self.stack_source, result.stack) if self.evaluation.truth else None
             reference = self.reference(result, truth, stretch)
         report["reference"] = reference.record() if reference else None
         composites = {MAIN: result, **{f"baseline_{s}": b for s, b in baselines.items()}}
@@ -645,7 +663,7 @@ class EvidenceReporter:
                 table=table,
                 headline=headline(table),
                 images=self.quicklook_images(composites),
-                config=self.run.config,
+                config=self.config,
             )
         report["timing_s"] = {key: round(value, 3) for key, value in timing.items()}
         return report
@@ -659,12 +677,12 @@ class EvidenceReporter:
         """The metrics grid, the table and, per composite, why some metrics were not computed."""
         main = composites[MAIN]
         view = metrics_view(
-            main.grid, main.stack, main.bands[0], self.evaluation.max_pixels, self.run.progress
+            main.grid, main.stack, main.bands[0], self.evaluation.max_pixels, self.progress
         )
         table: dict[str, dict[str, float]] = {}
         not_computed: dict[str, dict[str, str]] = {}
         for name, composite in tqdm(
-            composites.items(), desc="composite metrics", disable=not self.run.progress
+            composites.items(), desc="composite metrics", disable=not self.progress
         ):
             table[name], why = self.metrics(name, composite, reference, truth, view)
             if why:
@@ -702,20 +720,18 @@ class EvidenceReporter:
     ) -> CompositeResult:
         """``stack`` composited like the main run (same grid, bands and percentile settings)
         with ``masks``, into ``out_dir``, with its quicklooks."""
-        from composite.run import composite_stack  # composite.run attaches this reporter
-
         log.info("Compositing %s (mask source %s) for comparison.", out_dir, masks.source)
         return composite_stack(
             stack,
             masks,
             dataclasses.replace(result.settings, bands=result.bands),
             out_dir=out_dir,
-            work_dir=self.run.work_dir,
+            work_dir=self.work_dir,
             executor=self.executor,
             grid=result.grid,
             config={"compared_with": str(result.outputs.out_dir)},
             reporters={"quicklooks": quicklook_reporter(self.settings.quicklook, stretch)},
-            progress=self.run.progress,
+            progress=self.progress,
         )
 
     def reference(
@@ -731,12 +747,12 @@ class EvidenceReporter:
             return None
         log.info("Simulated stack (%s): compositing its truth surfaces.", truth.description)
         truth_stack = build_stack(
-            StackSettings(source=truth.surfaces, deduplicate=False), progress=self.run.progress
+            StackSettings(source=truth.surfaces, deduplicate=False), progress=self.progress
         )
         composite = self.composite_again(
             result,
             truth_stack,
-            MaskSettings(source="none", cache_dir=self.run.masks.cache_dir),
+            MaskSettings(source="none", cache_dir=self.masks.cache_dir),
             result.outputs.out_dir / "reference",
             stretch,
         )
@@ -760,11 +776,11 @@ class EvidenceReporter:
                 composite.outputs.composite,
             )
             return metrics, {"all": "the composite has no valid pixel (every observation masked)"}
-        masks = self.run.masks
+        masks = self.masks
         if not (self.evaluation.model_residual and masks.checkpoint):
             missing["model_residual"] = "no checkpoint (ckpt) or evaluation.model_residual=false"
         else:
-            predictor = load_predictor(masks.checkpoint, masks.inference, self.run.progress)
+            predictor = load_predictor(masks.checkpoint, masks.inference, self.progress)
             lacking = [band for band in predictor.bands if band not in composite.bands]
             if lacking:
                 missing["model_residual"] = f"the composite lacks the model's bands {lacking}"
@@ -802,7 +818,7 @@ class EvidenceReporter:
         from its provenance when it records them, else from its stack and masks."""
         if composite.outputs.provenance is not None:
             return picked_dates_contamination(composite.outputs.provenance, truth, view)
-        return percentile_contamination(composite, truth, view, self.run.work_dir)
+        return percentile_contamination(composite, truth, view, self.work_dir)
 
     def map_page(
         self,

@@ -1,43 +1,28 @@
-"""The body of ``python composite.py``: stack -> masks -> windowed composite -> outputs.
+"""The app behind ``python composite.py``: the composed config -> settings, and the wiring of the
+executor and the reporters around the pipeline (:mod:`composite.pipeline`).
 
-:func:`run_composite` takes the composed Hydra config of ``conf/composite.yaml``;
-:func:`composite_stack` is the same pipeline for a stack already assembled, so a caller can
-composite one stack several times (e.g. baselines with other mask sources onto the same grid).
-
-Reporters are the hook for what comes after the rasters (metrics, quicklooks, map pages): each is
-called with the :class:`CompositeResult` once the COGs exist, and what it returns (a JSON-ready
-dict, or ``None``) is stored in ``run.json`` under ``reports.<name>``; ``run.json`` is written
-after every reporter has run, so it still marks a finished run. :func:`run_composite` attaches
+:func:`run_composite` builds the stack, opens the executor (``cluster``), and composites the stack
+once with :func:`composite.pipeline.composite_stack`, attaching
 :class:`composite.evidence.EvidenceReporter` (baselines, metrics, quicklooks, map page, W&B) as
-the reporter ``evidence`` when its settings carry ``evidence``, as the composed config does.
+the reporter ``evidence`` unless the config says ``evaluation=none``.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cloudseg.labels import CLASS_NAMES
-from cloudseg.sentinel2.grid import Grid
 from composite.cluster import ClusterSettings, Executor, open_executor
-from composite.driver import (
-    CompositeSettings,
-    composite_bands,
-    composite_windows,
-    output_grid,
-)
+from composite.driver import CompositeSettings
 from composite.evidence import EvidenceReporter, EvidenceSettings, evidence_settings
-from composite.masking import InferenceSettings, MaskSet, MaskSettings, prepare_masks
-from composite.outputs import CompositeOutputs, run_record, write_json, write_rasters
-from composite.stack import Stack, StackSettings, build_stack
+from composite.masking import InferenceSettings, MaskSettings
+from composite.pipeline import CompositeResult, Reporter, composite_stack
+from composite.stack import StackSettings, build_stack
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +41,6 @@ class RunSettings:
     config: dict[str, Any] = field(default_factory=dict)
     #: Baselines, metrics and pictures after the composite (``None``: none of them).
     evidence: EvidenceSettings | None = None
-
-
-@dataclass(frozen=True)
-class CompositeResult:
-    """A finished composite: where its outputs are and what went into them."""
-
-    outputs: CompositeOutputs
-    grid: Grid
-    bands: tuple[str, ...]
-    stack: Stack
-    masks: MaskSet
-    settings: CompositeSettings
-    record: dict[str, Any]
-
-
-#: ``reporter(result) -> dict | None``; see the module docstring.
-Reporter = Callable[[CompositeResult], Mapping[str, Any] | None]
 
 
 def settings_from_config(cfg: DictConfig) -> RunSettings:
@@ -95,17 +63,32 @@ def settings_from_config(cfg: DictConfig) -> RunSettings:
     )
 
 
+def run_reporters(settings: RunSettings, executor: Executor) -> dict[str, Reporter]:
+    """The reporters the config asks for: ``evidence`` unless ``evaluation=none``."""
+    if settings.evidence is None:
+        return {}
+    evidence = EvidenceReporter(
+        settings.evidence,
+        masks=settings.masks,
+        stack_source=settings.stack.source,
+        work_dir=settings.work_dir,
+        executor=executor,
+        progress=settings.progress,
+        config=settings.config,
+    )
+    return {"evidence": evidence}
+
+
 def run_composite(
     cfg: DictConfig | RunSettings, reporters: Mapping[str, Reporter] | None = None
 ) -> CompositeResult:
-    """Build the stack, mask it, composite it and write the outputs (``python composite.py``)."""
+    """Build the stack, mask it, composite it and write the outputs (``python composite.py``);
+    ``reporters`` run after the ones the config asks for."""
     settings = cfg if isinstance(cfg, RunSettings) else settings_from_config(cfg)
     started = time.perf_counter()
     stack = build_stack(settings.stack, progress=settings.progress)
     stack_s = time.perf_counter() - started
     with open_executor(settings.cluster) as executor:
-        if settings.evidence is not None:
-            reporters = {"evidence": EvidenceReporter(settings, executor), **(reporters or {})}
         result = composite_stack(
             stack,
             settings.masks,
@@ -115,79 +98,9 @@ def run_composite(
             executor=executor,
             bbox=settings.stack.bbox,
             config=settings.config,
-            reporters=reporters,
+            reporters={**run_reporters(settings, executor), **(reporters or {})},
             progress=settings.progress,
             timing_s={"stack": stack_s},
         )
     log.info("Composite written to %s", result.outputs.out_dir)
-    return result
-
-
-def composite_stack(
-    stack: Stack,
-    mask_settings: MaskSettings,
-    settings: CompositeSettings,
-    *,
-    out_dir: str | Path,
-    work_dir: str | Path,
-    executor: Executor,
-    grid: Grid | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    config: Mapping[str, Any] | None = None,
-    reporters: Mapping[str, Reporter] | None = None,
-    progress: bool = True,
-    timing_s: Mapping[str, float] | None = None,
-) -> CompositeResult:
-    """Mask ``stack``, composite it on ``grid`` (default: :func:`output_grid`) and write the
-    outputs to ``out_dir``; window files live under ``work_dir`` until the outputs exist."""
-    timing = dict(timing_s or {})
-    started = time.perf_counter()
-    masks, stack = prepare_masks(stack, mask_settings, executor, progress=progress)
-    timing["masks"] = time.perf_counter() - started
-    bands = composite_bands(stack, settings)
-    grid = grid or output_grid(stack, settings, bands, bbox)
-    started = time.perf_counter()
-    run = composite_windows(
-        stack, masks, settings, grid, bands, work_dir, executor, progress=progress
-    )
-    timing["windows"] = time.perf_counter() - started
-    started = time.perf_counter()
-    dates = [scene.datetime.date().isoformat() for scene in run.stack.scenes]
-    tags = {
-        "RUN_KEY": run.run_key,
-        "Q": f"{settings.q:g}",
-        "METHOD": settings.method,
-        "KEY_BANDS": " ".join(settings.key_bands or ()),
-        "NO_VALID": settings.no_valid,
-        "MASK_SOURCE": masks.source,
-        "EXCLUDE": " ".join(CLASS_NAMES[code] for code in masks.exclude_codes),
-        "BUFFER_M": f"{masks.buffer_m:g}",
-        "CHECKPOINT_SHA256": masks.checkpoint_sha256 or "",
-        "SCENES": len(run.stack),
-        "FIRST_DATE": min(dates),
-        "LAST_DATE": max(dates),
-    }
-    outputs, totals = write_rasters(run, out_dir, tags, progress=progress)
-    timing["outputs"] = time.perf_counter() - started
-    log.info(
-        "%d windows (%d reused), %d scenes, %d of %d pixels without a valid observation.",
-        len(run.windows), run.reused_windows, len(run.stack), totals["no_valid"],
-        grid.height * grid.width,
-    )  # fmt: skip
-    record = run_record(
-        run,
-        outputs,
-        totals,
-        masks=masks.record(),
-        config={"command": sys.argv, **(config or {})},
-        cluster=executor.describe(),
-        timing_s=timing,
-    )
-    result = CompositeResult(outputs, grid, bands, run.stack, masks, settings, record)
-    reports = {name: reporter(result) for name, reporter in (reporters or {}).items()}
-    if reports:
-        record["reports"] = reports
-    write_json(outputs.run_json, record)
-    if not settings.keep_work:
-        shutil.rmtree(run.work_dir, ignore_errors=True)
     return result

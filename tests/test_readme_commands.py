@@ -96,6 +96,9 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
         "tests/test_train_vit_b16.py::test_vit_b16_trains_from_a_local_imagenet_style_file",
         "tests/test_configs.py::test_experiments_hold_their_setups",
     ),
+    "evaluation=none": (
+        "tests/composite/test_evidence.py::test_evaluation_none_composites_the_stack_once",
+    ),
     "trainer=gpu": (
         "tests/test_readme_commands.py::test_gpu_and_ddp_trainers_compose_to_lightning_arguments",
     ),

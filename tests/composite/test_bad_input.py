@@ -30,7 +30,7 @@ from cloudseg.sentinel2.grid import Grid
 from composite.cluster import LocalExecutor
 from composite.driver import CompositeSettings
 from composite.masking import MaskSettings, prepare_masks
-from composite.run import composite_stack
+from composite.pipeline import composite_stack
 from composite.stack import StackSettings, build_stack
 
 SCL_CLEAR = 4

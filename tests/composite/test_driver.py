@@ -17,7 +17,7 @@ from composite.cluster import ClusterSettings, LocalExecutor, open_executor
 from composite.driver import CompositeSettings, output_grid
 from composite.masking import MaskSettings, exclusion_window
 from composite.percentile import masked_percentile
-from composite.run import composite_stack
+from composite.pipeline import composite_stack
 from composite.stack import StackSettings, build_stack
 
 BANDS = ("B02", "B03", "B04", "B08")

@@ -36,8 +36,9 @@ from composite.evidence import (
 )
 from composite.masking import MaskSettings, mask_path
 from composite.metrics import seam_error
+from composite.pipeline import CompositeResult
 from composite.quicklook import NO_OBSERVATION_RGB, count_rgba
-from composite.run import CompositeResult, run_composite
+from composite.run import run_composite
 from composite.stack import StackSettings, build_stack
 
 MODEL_BANDS = ["B02", "B03", "B04", "B08", "B11"]  # the tiny checkpoint's bands
@@ -392,3 +393,23 @@ def test_bad_evaluation_settings_name_the_key(tmp_path):
         EvaluationSettings(compare_with=str(tmp_path / "missing.tif"))
     with pytest.raises(ValueError, match="quicklook.stretch"):
         QuicklookSettings(stretch=(0.3, 0.1))
+
+
+def test_evaluation_none_composites_the_stack_once(sim_stack, tmp_path, monkeypatch):
+    import composite.pipeline
+
+    calls = []
+    real = composite.pipeline.composite_windows
+    monkeypatch.setattr(
+        composite.pipeline, "composite_windows", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    overrides = [f"stack.source={sim_stack}", "masks.source=none", "composite.window_size=32"]
+    result = run_composite(compose_composite([*overrides, "evaluation=none"], tmp_path / "off"))
+    out = result.outputs.out_dir
+    assert len(calls) == 1
+    assert "reports" not in json.loads(result.outputs.run_json.read_text())
+    assert sorted(path.name for path in out.iterdir()) == ["composite.tif", "count.tif", "run.json"]
+
+    # by default the evidence composites again: the s2cloudless baseline and the truth surfaces
+    run_composite(compose_composite(overrides, tmp_path / "on"))
+    assert len(calls) == 1 + 3
