@@ -110,3 +110,23 @@ def reproject_nearest(
         resampling=Resampling.nearest,
     )
     return out
+
+
+#: Metres per degree of latitude (for pixel sizes of grids in geographic coordinates).
+METRES_PER_DEGREE = 111_320.0
+
+
+def pixel_size_m(grid: Grid) -> float:
+    """The pixel size in metres (north-south, for a grid in degrees)."""
+    if grid.crs.is_geographic:
+        return grid.resolution * METRES_PER_DEGREE
+    return grid.resolution * grid.crs.linear_units_factor[1]
+
+
+def processing_grid(grid: Grid, resolution_m: float) -> Grid:
+    """``grid`` at about ``resolution_m`` metres, or ``grid`` itself where its pixels are as
+    coarse already (detectors that run at a set pixel size: s2cloudless, ukis-csmask)."""
+    size = pixel_size_m(grid)
+    if size >= resolution_m:
+        return grid
+    return grid.with_resolution(grid.resolution * resolution_m / size)
