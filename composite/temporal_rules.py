@@ -1,0 +1,82 @@
+"""How the temporal verdicts (:mod:`composite.temporal`) and the single-date mask make one exclusion.
+
+Rules (``masks.temporal`` in ``conf/composite.yaml``), per observation, where ``mask`` is the
+single-date exclusion and the verdict is the temporal test's:
+
+- ``none``: the single-date mask alone (the test does not run);
+- ``union``: excluded where either calls it cloud/shadow (``mask`` or verdict ``flag``/``strong``);
+- ``veto``: the temporal test overrules a single-date call where the view matches the clear
+  background within noise (verdict ``match``), and adds one where it departs (``flag``): the
+  single-date call stands where the test has no clear opinion (``neutral``);
+- ``vote``: both must agree (``mask`` and ``flag``), except where the test is sure on its own
+  (``strong``): the fewest clear views dropped, the most trust in the test.
+
+With masks ``none`` the single-date exclusion is empty, so ``union`` and ``veto`` are the temporal
+test alone (flags), ``vote`` its strong departures only.
+
+:class:`ExclusionSources` counts, per pixel, which source excluded its observations (``model`` =
+the single-date mask whatever its source, ``temporal``, ``both``) and how many single-date calls
+the temporal test overruled: the evidence of what the test changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from composite.temporal import FLAG, MATCH, STRONG
+
+TEMPORAL_RULES: tuple[str, ...] = ("none", "union", "veto", "vote")
+#: Per-pixel counts kept per window (:class:`ExclusionSources`), in this order.
+SOURCE_NAMES: tuple[str, ...] = ("model", "temporal", "both", "overruled")
+
+
+def check_rule(rule: str) -> str:
+    if rule not in TEMPORAL_RULES:
+        raise ValueError(
+            f"masks.temporal={rule!r} is not a rule; use one of {list(TEMPORAL_RULES)}."
+        )
+    return rule
+
+
+def combine(rule: str, mask: np.ndarray, verdict: np.ndarray | None) -> np.ndarray:
+    """The exclusion ``(dates, h, w)`` bool under ``rule`` (``verdict`` None: the mask alone)."""
+    check_rule(rule)
+    if rule == "none" or verdict is None:
+        return mask
+    flagged = verdict >= FLAG
+    if rule == "union":
+        return mask | flagged
+    if rule == "veto":
+        return (mask & (verdict != MATCH)) | flagged
+    return (mask & flagged) | (verdict == STRONG)
+
+
+@dataclass(frozen=True)
+class ExclusionSources:
+    """``counts``: ``(len(SOURCE_NAMES), h, w)`` int16, observations per pixel excluded by the
+    single-date mask alone, the temporal test alone, both, and single-date calls overruled."""
+
+    counts: np.ndarray
+
+    @classmethod
+    def of(
+        cls, mask: np.ndarray, verdict: np.ndarray | None, excluded: np.ndarray, valid: np.ndarray
+    ) -> ExclusionSources:
+        """Counts over the ``valid`` observations (nodata is nobody's call)."""
+        temporal = (verdict >= FLAG) if verdict is not None else np.zeros_like(mask)
+        mask, excluded, temporal = mask & valid, excluded & valid, temporal & valid
+        planes = (
+            excluded & mask & ~temporal,
+            excluded & ~mask,
+            excluded & mask & temporal,
+            mask & ~excluded,
+        )
+        return cls(np.stack([plane.sum(axis=0, dtype=np.int16) for plane in planes]))
+
+    def totals(self) -> dict[str, int]:
+        """Observations summed over the pixels, by source."""
+        return {
+            name: int(self.counts[i].sum(dtype=np.int64)) for i, name in enumerate(SOURCE_NAMES)
+        }

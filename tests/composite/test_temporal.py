@@ -1,0 +1,153 @@
+"""The multi-temporal test on tiny made-up stacks: what it flags, what it must not, and the rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from composite.temporal import FLAG, MATCH, NEUTRAL, STRONG, TemporalBands, TemporalTest, verdicts
+from composite.temporal_rules import ExclusionSources, check_rule, combine
+
+BANDS = ("B02", "B03", "B08", "B10", "B11")
+N_DATES = 40
+#: Clear-sky reflectance per surface in BANDS order.
+SURFACES = {
+    "vegetation": (0.07, 0.07, 0.30, 0.003, 0.17),
+    "desert": (0.18, 0.24, 0.42, 0.01, 0.55),
+    "roof": (0.30, 0.32, 0.35, 0.005, 0.40),
+    "snow": (0.85, 0.85, 0.75, 0.01, 0.10),
+    "water": (0.08, 0.06, 0.02, 0.002, 0.01),
+    "soil": (0.10, 0.12, 0.24, 0.004, 0.32),
+}
+CLOUD = np.array((0.55, 0.55, 0.52, 0.03, 0.40))
+
+
+def series(surface: str, seed: int) -> np.ndarray:
+    """``(dates, bands)`` reflectance of one clear pixel with 2 % multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    clear = np.asarray(SURFACES[surface])
+    return clear * (1 + 0.02 * rng.standard_normal((N_DATES, len(BANDS))))
+
+
+def to_stack(pixels: list[np.ndarray]) -> np.ndarray:
+    """``(dates, bands, 1, n)`` uint16 DN from per-pixel ``(dates, bands)`` reflectance."""
+    values = np.stack(pixels, axis=-1)[:, :, np.newaxis, :]
+    return np.clip(np.round(values * 10000), 1, 65535).astype(np.uint16)
+
+
+def run(stack: np.ndarray, clear: np.ndarray | None = None, **settings) -> np.ndarray:
+    clear = np.ones((stack.shape[0], *stack.shape[2:]), bool) if clear is None else clear
+    return verdicts(stack, TemporalBands.resolve(BANDS), clear, TemporalTest(**settings))[:, 0]
+
+
+def flagged(verdict: np.ndarray) -> np.ndarray:
+    return verdict >= FLAG
+
+
+def test_bright_outlier_date_is_flagged_and_permanently_bright_pixels_are_not():
+    cloudy = series("vegetation", 0)
+    cloudy[7] = 0.6 * CLOUD + 0.4 * cloudy[7]
+    thin = series("vegetation", 1)
+    thin[12, :2] += 0.06  # thin cloud / haze over vegetation: blue up 0.06
+    verdict = run(
+        to_stack([cloudy, thin, series("desert", 2), series("roof", 3), series("snow", 4)])
+    )
+    assert flagged(verdict[7, 0]) and flagged(verdict[12, 1])
+    assert flagged(verdict[:, 0]).sum() == 1 and flagged(verdict[:, 1]).sum() == 1
+    assert not flagged(verdict[:, 2:]).any(), "desert, roof or permanent snow flagged"
+    assert (verdict[:, 2:] == MATCH).mean() > 0.8
+
+
+def test_shadowed_date_is_flagged_and_permanently_dark_water_is_not():
+    shadowed = series("vegetation", 5)
+    shadowed[20] *= (0.6, 0.55, 0.35, 1.0, 0.3)  # direct light blocked: NIR/SWIR lose most
+    verdict = run(to_stack([shadowed, series("water", 6)]))
+    assert verdict[20, 0] >= FLAG
+    assert flagged(verdict[:, 0]).sum() == 1
+    assert not flagged(verdict[:, 1]).any(), "permanently dark water flagged"
+
+
+def test_seasonal_change_and_seasonal_snow_are_not_flagged():
+    fields = series("vegetation", 7)
+    fields[N_DATES // 2 :] = series("soil", 8)[N_DATES // 2 :]  # harvest: soil half the year
+    snowy = series("vegetation", 9)
+    snowy[:8] = series("snow", 10)[:8]  # winter snow on 8 dates
+    verdict = run(to_stack([fields, snowy]))
+    assert not flagged(verdict).any()
+
+
+def test_a_cloudy_majority_still_gets_a_clear_background():
+    """Without a single-date mask, 60 % of the dates cloudy: the dark-side screen finds them."""
+    pixel = series("vegetation", 11)
+    cloudy_dates = np.arange(0, N_DATES, 5).tolist() + np.arange(1, N_DATES, 5).tolist()
+    cloudy_dates += np.arange(2, N_DATES, 5).tolist()
+    pixel[cloudy_dates] = CLOUD * np.linspace(0.5, 1.0, len(cloudy_dates))[:, None]
+    verdict = run(to_stack([pixel]))
+    truth = np.zeros(N_DATES, bool)
+    truth[cloudy_dates] = True
+    assert np.array_equal(flagged(verdict[:, 0]), truth)
+
+
+def test_pixels_with_too_few_valid_observations_get_no_verdict():
+    pixel = series("vegetation", 12)
+    pixel[5] = CLOUD
+    stack = to_stack([pixel, pixel.copy()])
+    stack[N_DATES // 2 :, :, 0, 1] = 0  # second pixel: half its dates nodata
+    verdict = run(stack, min_dates=N_DATES // 2 + 1)
+    assert verdict[5, 0] >= FLAG
+    assert (verdict[:, 1] == NEUTRAL).all()
+
+
+def test_rules_combine_mask_and_verdicts():
+    mask = np.array([True, True, True, False, False, False])
+    verdict = np.array([MATCH, NEUTRAL, FLAG, MATCH, FLAG, STRONG], np.uint8)
+    assert combine("none", mask, verdict).tolist() == mask.tolist()
+    assert combine("union", mask, verdict).tolist() == [1, 1, 1, 0, 1, 1]
+    assert combine("veto", mask, verdict).tolist() == [0, 1, 1, 0, 1, 1]
+    assert combine("vote", mask, verdict).tolist() == [0, 0, 1, 0, 0, 1]
+    with pytest.raises(ValueError, match="masks.temporal='majority'"):
+        check_rule("majority")
+
+
+def test_veto_overrules_single_date_calls_on_a_bright_roof():
+    """A single-date mask that calls a bright roof cloud on every date: veto gives it back."""
+    stack = to_stack([series("roof", 13)])
+    model = np.ones((N_DATES, 1, 1), bool)
+    verdict = verdicts(stack, TemporalBands.resolve(BANDS), ~model, TemporalTest())
+    excluded = combine("veto", model, verdict)
+    assert excluded.mean() < 0.2
+    sources = ExclusionSources.of(model, verdict, excluded, np.ones_like(model))
+    totals = sources.totals()
+    assert totals["overruled"] == N_DATES - excluded.sum()
+    assert totals["model"] == excluded.sum() and totals["temporal"] == 0
+
+
+def test_exclusion_sources_count_each_observation_once():
+    mask = np.array([[True], [True], [False], [False], [True]])[:, :, None]
+    verdict = np.array([[FLAG], [NEUTRAL], [FLAG], [MATCH], [MATCH]], np.uint8)[:, :, None]
+    excluded = combine("veto", mask, verdict)
+    counts = ExclusionSources.of(mask, verdict, excluded, np.ones_like(mask)).totals()
+    assert counts == {"model": 1, "temporal": 1, "both": 1, "overruled": 1}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_dates": 2}, "min_dates=2"),
+        ({"min_clear": 20, "min_dates": 10}, "min_clear=20"),
+        ({"k": 0}, "k=0"),
+        ({"shadow_floor": 1.5}, "shadow_floor=1.5"),
+        ({"match": 1.5}, "match=1.5"),
+        ({"passes": 0}, "passes=0"),
+    ],
+)
+def test_bad_settings_name_the_key(settings, message):
+    with pytest.raises(ValueError, match=f"masks.temporal_test.*{message}"):
+        TemporalTest(**settings)
+
+
+def test_bands_without_blue_or_nir_are_refused():
+    with pytest.raises(ValueError, match="masks.temporal needs a blue band"):
+        TemporalBands.resolve(("B04", "B08"))
+    bands = TemporalBands.resolve(("B02", "B04", "B08"))
+    assert (bands.swir, bands.cirrus, bands.green) == (None, None, None)
