@@ -10,13 +10,16 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from composite.run import run_composite
+from cloudseg.command_line import exit_on_unparsable_override
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="composite")
 def main(cfg: DictConfig) -> None:
+    from composite.run import run_composite  # after the override check: it loads torch
+
     run_composite(cfg)
 
 
 if __name__ == "__main__":
+    exit_on_unparsable_override()  # Hydra's own message never says to quote a value
     main()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cloudseg.training import train
+from cloudseg.command_line import exit_on_unparsable_override
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from cloudseg.training import train  # after the override check: it loads torch
+
     return train(cfg)
 
 
 if __name__ == "__main__":
+    exit_on_unparsable_override()  # Hydra's own message never says to quote a value
     main()

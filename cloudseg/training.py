@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from cloudseg.callbacks import ConfusionMatrixLogger
+from cloudseg.checkpoint import load_torch_checkpoint
 from cloudseg.labels import CLASS_NAMES
 from cloudseg.sentinel2.cog import atomic_path
 
@@ -41,6 +42,8 @@ WANDB_LOGGER_TARGETS = (
     "lightning.pytorch.loggers.wandb.WandbLogger",
 )
 METRICS_FILENAME = "metrics.json"
+#: What a Lightning checkpoint needs to resume a fit (``ckpt_path``), besides the weights.
+RESUME_KEYS: tuple[str, ...] = ("state_dict", "optimizer_states", "loops", "epoch")
 
 
 def wandb_credentials_found() -> bool:
@@ -97,6 +100,8 @@ def train(cfg: DictConfig) -> float | None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("ckpt_path"):
+        check_resume_checkpoint(cfg.ckpt_path)
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
@@ -139,6 +144,19 @@ def train(cfg: DictConfig) -> float | None:
         return score
     finally:
         finish_wandb(trainer, exit_code=1 if failed else 0)
+
+
+def check_resume_checkpoint(path: str) -> None:
+    """Raise, naming ``ckpt_path``, unless ``path`` is a whole Lightning checkpoint that can
+    resume a fit (read with tensors memory-mapped, before any data or model is built)."""
+    checkpoint = load_torch_checkpoint(path, "ckpt_path", mmap=True)
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:
+        raise ValueError(
+            f"ckpt_path={path} cannot resume training: it lacks {missing} (it holds "
+            f"{sorted(checkpoint)}), so it is not a checkpoint Lightning wrote during a fit. "
+            "Resume from the run's checkpoints/last.ckpt, or drop ckpt_path to train from scratch."
+        )
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

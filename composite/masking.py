@@ -305,13 +305,9 @@ def prepare_masks(
         return MaskSet("none", "none", {}, settings.exclude_codes, settings.buffer_m), stack
     checkpoint_sha256 = None
     if settings.source == "model":
-        checkpoint = Path(settings.checkpoint)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(
-                f"Checkpoint {checkpoint} does not exist; pass ckpt= the .ckpt a training run "
-                "wrote (outputs/train/runs/<time>/checkpoints/best.ckpt)."
-            )
-        checkpoint_sha256 = file_sha256(checkpoint)
+        from cloudseg.checkpoint import require_checkpoint_file
+
+        checkpoint_sha256 = file_sha256(require_checkpoint_file(settings.checkpoint, "ckpt"))
     _check_bands(stack, settings)
     key = mask_key(settings, checkpoint_sha256)
     cache_dir = Path(settings.cache_dir)

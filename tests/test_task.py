@@ -6,14 +6,18 @@ from __future__ import annotations
 import math
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from affine import Affine
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from cloudseg.checkpoint import load_checkpoint
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
 from cloudseg.metrics import DEFAULT_MONITOR
+from cloudseg.sentinel2.cog import write_cog
+from cloudseg.sentinel2.grid import Grid
 from cloudseg.task import CHECKPOINT_KEY, CloudSegTask, layer_decay_param_groups, warmup_cosine
 
 BANDS = ("B02", "B03", "B04", "B08")
@@ -237,7 +241,7 @@ def test_load_checkpoint_explains_missing_corrupt_and_foreign_files(tmp_path):
 
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ValueError, match=r"corrupt\.ckpt could not be read"):
+    with pytest.raises(ValueError, match=r"corrupt\.ckpt is not a readable PyTorch checkpoint"):
         load_checkpoint(corrupt)
 
     foreign = tmp_path / "foreign.ckpt"
@@ -264,3 +268,36 @@ def test_load_checkpoint_explains_missing_corrupt_and_foreign_files(tmp_path):
     torch.save({"state_dict": task.state_dict(), CHECKPOINT_KEY: meta}, mismatched)
     with pytest.raises(ValueError, match="do not fit the model"):
         load_checkpoint(mismatched)
+
+
+def test_ckpt_that_is_a_folder_or_a_raster_names_the_key_and_the_fix(tmp_path):
+    """Issue 19.7: `ckpt=<a folder>` is not "does not exist", and `ckpt=<a .tif>` does not repeat
+    torch's advice to set weights_only=False."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "best-epoch003.ckpt").write_bytes(b"")
+    (folder / "last.ckpt").write_bytes(b"")
+    with pytest.raises(IsADirectoryError) as error:
+        load_checkpoint(folder)
+    assert str(error.value).startswith(
+        f"ckpt={folder} is a folder, not a checkpoint file. It holds ['best-epoch003.ckpt', "
+        f"'last.ckpt']: pass one of them, e.g. ckpt={folder / 'best-epoch003.ckpt'}"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IsADirectoryError, match="It holds no .ckpt file; training writes them"):
+        load_checkpoint(empty)
+
+    raster = tmp_path / "scene.tif"
+    write_cog(raster, np.ones((1, 8, 8), np.uint16), Grid("EPSG:32631", Affine(10, 0, 0, 0, -10, 0), 8, 8))
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(raster)
+    assert str(error.value).startswith(
+        f"ckpt={raster} is not a readable PyTorch checkpoint: it looks like a TIFF raster"
+    )
+    assert "weights_only" not in str(error.value)
+
+    pickled = tmp_path / "objects.ckpt"
+    torch.save({"state_dict": {}, "callback": Grid("EPSG:32631", Affine.identity(), 1, 1)}, pickled)
+    with pytest.raises(ValueError, match=r"^checkpoint=\S+ .* a pickle of Python objects \(cloudseg"):
+        load_checkpoint(pickled, key="checkpoint")

@@ -333,3 +333,69 @@ def test_demo_beats_trivial_baselines_on_simulated_scenes(tmp_path):
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert score > max(constant_scores) + 0.1, (score, constant_scores)
     assert report["fit"]["val/miou"] > 0.4  # constant predictions: at most ~0.1
+
+
+def _lightning_like_checkpoint(path: Path) -> Path:
+    """A file with every key a Lightning resume needs (the test truncates it)."""
+    torch.save(
+        {
+            "state_dict": {"model.w": torch.zeros(64, 64)},
+            "optimizer_states": [{}],
+            "loops": {},
+            "epoch": 1,
+            "global_step": 4,
+        },
+        path,
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (
+            lambda p: p.write_text("not a checkpoint\n"),
+            r"ckpt_path=\S+bad.ckpt is not a readable PyTorch checkpoint: it looks like a text "
+            r"file\. Pass a \.ckpt a training run wrote \(outputs/train/runs/<time>/checkpoints/: "
+            r"its last\.ckpt resumes training",
+        ),
+        (
+            lambda p: p.write_bytes(_lightning_like_checkpoint(p).read_bytes()[:9000]),
+            r"ckpt_path=\S+bad.ckpt is not a readable PyTorch checkpoint: it looks like a damaged "
+            r"or truncated checkpoint archive .*copy it again whole",
+        ),
+        (
+            lambda p: (p.mkdir(), (p / "last.ckpt").write_bytes(b"")),
+            r"ckpt_path=\S+bad.ckpt is a folder, not a checkpoint file\. It holds \['last.ckpt'\]: "
+            r"pass one of them, e.g\. ckpt_path=\S+bad.ckpt/last.ckpt",
+        ),
+        (
+            lambda p: torch.save({"state_dict": {}, "cloudfree": {}}, p),
+            r"ckpt_path=\S+bad.ckpt cannot resume training: it lacks \['optimizer_states', "
+            r"'loops', 'epoch'\] .*Resume from the run's checkpoints/last\.ckpt, or drop ckpt_path",
+        ),
+    ],
+    ids=["text", "truncated", "folder", "weights-only"],
+)
+def test_resuming_from_a_bad_checkpoint_names_ckpt_path_before_any_work(
+    write, message, tiny_dataset, tmp_path, monkeypatch
+):
+    """Issue 19.7: not `IndexError: pop from empty list` or a raw torch error after the data
+    and model are built, but ckpt_path, the file, what it looks like and the fix, first."""
+    bad = tmp_path / "bad.ckpt"
+    write(bad)
+    cfg = compose_train(
+        ["experiment=demo", "debug=fdr", f"data.root={tiny_dataset}", "logger=none",
+         *TINY_SHRINK, f"ckpt_path={bad}"],
+        tmp_path / "run",
+    )  # fmt: skip
+    monkeypatch.setattr("cloudseg.training.instantiate", None)  # nothing may be built first
+    with pytest.raises((ValueError, OSError), match=message) as error:
+        train(cfg)
+    assert "weights_only" not in str(error.value)
+
+
+def test_a_real_last_checkpoint_passes_the_resume_check(tmp_path):
+    from cloudseg.training import check_resume_checkpoint
+
+    check_resume_checkpoint(str(_lightning_like_checkpoint(tmp_path / "last.ckpt")))

@@ -12,8 +12,9 @@ each in its own UTM zone; sampling pixel windows per scene is the honest fit.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import torch
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
@@ -31,6 +33,7 @@ from cloudseg.labels import IGNORE_INDEX
 from cloudseg.sentinel2.bands import band_indices, resolve_bands
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.radiometry import dn_to_reflectance, offset_for_baseline
+from cloudseg.sentinel2.sources import SceneError
 
 Transform = Callable[..., dict]
 
@@ -68,7 +71,10 @@ def scene_records(
         for label, path in (("image", image_path), ("mask", mask_path)):
             if not record[f"{label}_path"] or not path.exists():
                 raise FileNotFoundError(f"{where}: {label} file {path} does not exist.")
-        with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask:
+        with (
+            opened_layer(scene, "image", image_path) as image,
+            opened_layer(scene, "mask", mask_path) as mask,
+        ):
             grid = Grid.from_dataset(image)
             assert_same_grid(
                 grid, Grid.from_dataset(mask), f"image {image_path}", f"mask {mask_path}"
@@ -131,9 +137,9 @@ class SceneReader:
 
     @staticmethod
     def _read_window(record: SceneRecord, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        with rasterio.open(record.image_path) as src:
+        with opened_layer(record.scene_id, "image", record.image_path) as src:
             dn = src.read(list(record.band_indexes), window=window)
-        with rasterio.open(record.mask_path) as src:
+        with opened_layer(record.scene_id, "mask", record.mask_path) as src:
             mask = src.read(1, window=window)
         return dn, mask
 
@@ -144,6 +150,30 @@ class SceneReader:
         dn, mask = self._read_window(record, Window(0, 0, record.width, record.height))
         validate_mask(mask, f"mask {record.mask_path}")
         return dn, mask
+
+
+@contextlib.contextmanager
+def opened_layer(scene_id: str, layer: str, path: Path) -> Iterator[rasterio.DatasetReader]:
+    """``rasterio.open(path)`` for the ``layer`` ("image" or "mask") of a scene; a file that
+    cannot be opened or read (inside the block) raises SceneError naming the scene, the layer
+    and the full path (image and mask files share their base name)."""
+    try:
+        with rasterio.open(path) as dataset:
+            yield dataset
+    except RasterioError as err:
+        raise SceneError(
+            f"Scene {scene_id}: its {layer} file {path} cannot be read ({_first_line(err)}). "
+            f"The file is damaged or truncated: write the scene again (re-run the importer or "
+            f"cloudfree-simulate), or remove its row from the dataset's manifest.csv."
+        ) from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    cause = err.__cause__ or err.__context__
+    if text.startswith("Read failed") and cause is not None:  # the GDAL reason is the cause
+        text = str(cause).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _pad(dn: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ and only unassigned sites are placed. Command line: ``cloudfree-dataset-split RO
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from cloudseg.data.manifest import read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -59,6 +62,13 @@ def assign_splits(
             f"fractions must be 3 non-negative numbers (train, val, test), got {fractions}."
         )
     shares = np.asarray(fractions, dtype=float) / float(sum(fractions))
+    if abs(sum(fractions) - 1.0) > 0.015:  # 0.33 0.33 0.33 means thirds
+        log.warning(
+            "Split fractions %s sum to %g, not 1: using them as relative shares, train/val/test "
+            "= %s. Pass fractions that sum to 1 (e.g. --fractions %s) to say so exactly.",
+            list(fractions), float(sum(fractions)), " / ".join(f"{v:.3f}" for v in shares),
+            " ".join(f"{v:.2f}" for v in shares),
+        )  # fmt: skip
     frame = frame.copy()
     accepted = _accepted(frame)
     frame.loc[~accepted, "split"] = ""

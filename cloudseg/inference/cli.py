@@ -22,7 +22,9 @@ from cloudseg.inference.baselines import build_producers, producer_names
 from cloudseg.inference.evaluate import evaluate_masks
 from cloudseg.inference.predict import check_thresholds, output_paths, predict_scene
 from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
+from cloudseg.run_folder import exclusive_folder, remove_leftovers
 from cloudseg.sentinel2.reader import open_scene
+from cloudseg.sentinel2.sources import SCENE_READ_ERRORS
 
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,12 +130,36 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         parser.error(f"sources share output names {repeated}; predict them into separate --out.")
-    predictor = WindowedPredictor.from_checkpoint(args.checkpoint, _options(args, progress=True))
-    for source, name in zip(args.sources, names, strict=True):
-        classes_path, probabilities_path = output_paths(args.out, name)
-        if args.skip_existing and classes_path.exists() and probabilities_path.exists():
-            print(f"skip {source}: {classes_path} exists")
-            continue
+    predictor = WindowedPredictor.from_checkpoint(
+        args.checkpoint, _options(args, progress=True), key="checkpoint"
+    )
+    with exclusive_folder(args.out, f"cloudfree-predict --out {args.out}"):
+        remove_leftovers(args.out)
+        failed = [
+            source
+            for source, name in zip(args.sources, names, strict=True)
+            if not _predict_source(predictor, source, name, args)
+        ]
+    if failed:
+        print(
+            f"{len(failed)} of {len(names)} scenes could not be read and were skipped: {failed} "
+            f"(reasons above); the other {len(names) - len(failed)} are in {args.out}.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _predict_source(
+    predictor: WindowedPredictor, source: str, name: str, args: argparse.Namespace
+) -> bool:
+    """Predict one scene of ``cloudfree-predict``; False (and why, on stderr) when the scene
+    cannot be read, so the others still run."""
+    classes_path, probabilities_path = output_paths(args.out, name)
+    if args.skip_existing and classes_path.exists() and probabilities_path.exists():
+        print(f"skip {source}: {classes_path} exists")
+        return True
+    try:
         with open_scene(source) as scene:
             predict_scene(
                 predictor,
@@ -144,8 +170,11 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                 cloud_threshold=args.cloud_threshold,
                 clear_threshold=args.clear_threshold,
             )
-        print(f"{source} -> {classes_path}, {probabilities_path}")
-    return 0
+    except SCENE_READ_ERRORS as err:
+        print(f"skip {source}: {err}", file=sys.stderr)
+        return False
+    print(f"{source} -> {classes_path}, {probabilities_path}")
+    return True
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
@@ -187,7 +216,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         names = [*(["checkpoint"] if args.checkpoint else []), "s2cloudless", "scl", "threshold"]
     predictor = None
     if "checkpoint" in names and args.checkpoint is not None:
-        predictor = WindowedPredictor.from_checkpoint(args.checkpoint, _options(args, False))
+        predictor = WindowedPredictor.from_checkpoint(
+            args.checkpoint, _options(args, False), key="--checkpoint"
+        )
     producers = build_producers(
         names,
         checkpoint=args.checkpoint,

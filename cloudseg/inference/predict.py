@@ -67,6 +67,7 @@ from cloudseg.labels import (
 )
 from cloudseg.sentinel2.cog import atomic_path
 from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.sources import SceneError
 
 #: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8.
 PROBABILITY_SCALE = 254
@@ -308,7 +309,7 @@ def predict_scene(
     check_thresholds(cloud_threshold, clear_threshold)
     missing = [band for band in predictor.bands if band not in scene.bands]
     if missing:
-        raise ValueError(
+        raise SceneError(
             f"{scene.source} lacks bands {missing} that the checkpoint needs "
             f"({list(predictor.bands)}); it has {list(scene.bands)}. Use a checkpoint trained on "
             "these bands (e.g. an L2A checkpoint for L2A scenes)."

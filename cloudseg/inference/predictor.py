@@ -183,12 +183,13 @@ class WindowedPredictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, options: InferenceOptions | None = None
+        cls, path: str | os.PathLike, options: InferenceOptions | None = None, key: str = "ckpt"
     ) -> WindowedPredictor:
-        """Load a checkpoint written by training (:func:`cloudseg.checkpoint.load_checkpoint`)."""
+        """Load a checkpoint written by training (:func:`cloudseg.checkpoint.load_checkpoint`);
+        errors name the option that gave ``path`` as ``key``."""
         from cloudseg.checkpoint import load_checkpoint
 
-        model, meta = load_checkpoint(path, map_location="cpu")
+        model, meta = load_checkpoint(path, map_location="cpu", key=key)
         predictor = cls(model, meta, options)
         predictor.meta.setdefault("checkpoint", str(path))
         return predictor

@@ -48,6 +48,11 @@ class SceneError(ValueError):
     """A scene cannot be opened or read; the message names the file or value and the fix."""
 
 
+#: What opening or reading one scene can raise when the scene (not the code) is at fault: a
+#: caller working through many scenes skips the one and goes on.
+SCENE_READ_ERRORS: tuple[type[Exception], ...] = (SceneError, RasterioError, OSError, ValueError)
+
+
 @dataclass(frozen=True)
 class LayerSource:
     """One readable layer: its canonical ``name``, the raster holding it and the 1-based band.

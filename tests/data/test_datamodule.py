@@ -16,6 +16,7 @@ from cloudseg.data.manifest import read_manifest, write_manifest
 from cloudseg.data.normalization import normalize
 from cloudseg.labels import IGNORE_INDEX, NUM_CLASSES
 from cloudseg.sentinel2.cog import write_cog
+from cloudseg.sentinel2.sources import SceneError
 
 SITES = {"siteA": 2, "siteB": 2, "siteC": 1, "siteD": 1, "siteE": 2}
 
@@ -237,3 +238,19 @@ def test_seeded_runs_repeat_their_augmented_chips(dataset):
         batches.append(next(iter(dm.train_dataloader())))
     assert torch.equal(batches[0]["image"], batches[1]["image"])
     assert torch.equal(batches[0]["mask"], batches[1]["mask"])
+
+
+@pytest.mark.parametrize("kept_bytes", [100, 600])  # header cut / tiles cut
+def test_a_damaged_mask_names_its_full_path_and_that_it_is_the_mask(dataset, kept_bytes):
+    """Issue 19.7: image and mask share their base name, so the error says which file it is."""
+    path = dataset / "masks" / "siteA_20210101.tif"
+    path.write_bytes(path.read_bytes()[:kept_bytes])
+    with pytest.raises(SceneError) as error:
+        dm = _module(dataset, cache_scenes=False)
+        dm.setup("fit")
+        for loader in (dm.train_dataloader(), dm.val_dataloader()):
+            for _ in loader:
+                pass
+    message = str(error.value)
+    assert f"Scene siteA_20210101: its mask file {path} cannot be read" in message
+    assert "damaged or truncated" in message and "manifest.csv" in message

@@ -211,3 +211,21 @@ def test_module_entry_point_lists_the_sites():
     result = subprocess.run([sys.executable, "-m", "cloudseg.data.simulate", "sites"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert "sim-site01" in result.stdout and "sim-site08" in result.stdout
+
+
+def test_labeled_into_an_existing_set_is_refused_unless_merge(tmp_path, capsys):
+    """Issue 19.8: `cloudfree-simulate labeled --out <existing set>` would merge into it."""
+    out = tmp_path / "labeled"
+    argv = ["labeled", "--out", str(out), "--n-scenes", "2", "--size", "32", "--no-progress"]
+    assert main(argv) == 0
+    before = (out / "manifest.csv").read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--seed", "1"])
+    assert str(refused.value) == (
+        f"cloudfree-simulate labeled: --out {out} already holds a labeled set "
+        f"({out / 'manifest.csv'}, 2 scenes); the new scenes would be merged into it. Choose a "
+        "new --out, delete the folder first, or pass --merge to add to it."
+    )
+    assert (out / "manifest.csv").read_bytes() == before
+    assert main([*argv, "--seed", "1", "--n-scenes", "3", "--merge"]) == 0
+    assert len(read_manifest(out)) == 5  # another seed: other dates, so other scene ids

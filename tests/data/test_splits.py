@@ -99,3 +99,17 @@ def test_cli_stores_splits_in_the_manifest(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "train" in printed and "scenes" in printed
     assert split_table(frame)["scenes"].sum() == 5
+
+
+def test_fractions_that_do_not_sum_to_one_are_normalised_with_a_warning(tmp_path, caplog):
+    """Issue 19.8: `--fractions 0.5 0.5 0.5` becomes thirds, and says so."""
+    root = build_dataset(tmp_path / "ds", {"a": 1, "b": 1, "c": 1}, size=16)
+    main([str(root), "--fractions", "0.5", "0.5", "0.5"])
+    assert (
+        "Split fractions [0.5, 0.5, 0.5] sum to 1.5, not 1: using them as relative shares, "
+        "train/val/test = 0.333 / 0.333 / 0.333" in caplog.text
+    )
+    caplog.clear()
+    main([str(root), "--fractions", "0.33", "0.33", "0.33", "--reassign"])  # thirds, rounded
+    main([str(root), "--fractions", "0.6", "0.2", "0.2", "--reassign"])
+    assert "Split fractions" not in caplog.text

@@ -107,3 +107,52 @@ def test_scene_names_for_outputs():
     assert scene_name("scenes/T31TDH_20200101.tif") == "T31TDH_20200101"
     assert scene_name("l2a-29RKH-20200219/item.json") == "l2a-29RKH-20200219"
     assert scene_name("folder/l1c-T31TDH-20150726/") == "l1c-T31TDH-20150726"
+
+
+def test_predict_skips_an_unreadable_scene_and_fails_at_the_end(
+    checkpoint, write_scene, smooth_reflectance, tmp_path, capsys
+):
+    """Issue 19.6: a damaged scene in the middle of the list is skipped with its reason, the
+    scenes after it are still predicted, and the exit status is non-zero."""
+    first = write_scene("first", smooth_reflectance(5, 40, 50, seed=1))
+    damaged = write_scene("damaged", smooth_reflectance(5, 40, 50, seed=2))
+    damaged.write_bytes(damaged.read_bytes()[:600])  # header kept, tiles cut off
+    last = write_scene("last", smooth_reflectance(5, 40, 50, seed=3))
+    out = tmp_path / "predictions"
+    argv = [str(checkpoint), str(first), str(damaged), str(last), "--out", str(out)]
+    assert predict_main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"skip {damaged}: " in captured.err
+    assert f"1 of 3 scenes could not be read and were skipped: ['{damaged}']" in captured.err
+    assert (out / "first_classes.tif").is_file() and (out / "last_classes.tif").is_file()
+    assert not list(out.glob("damaged*")) and not list(out.glob(".damaged*"))
+
+
+def test_predict_removes_what_a_killed_run_left_in_out(
+    checkpoint, write_scene, smooth_reflectance, tmp_path, caplog
+):
+    """Issue 19.5: temporary folders and partial files of a killed run are removed by the next
+    run into the same --out; other files stay."""
+    out = tmp_path / "predictions"
+    (out / ".scene_classes.k1ll3d_x").mkdir(parents=True)  # tempfile.mkdtemp(prefix=".<name>.")
+    (out / ".scene_classes.k1ll3d_x" / "classes.tif").write_bytes(b"half")
+    (out / "old_classes.partial.tif").write_bytes(b"half")
+    (out / "notes.txt").write_text("mine")
+    (out / ".config").mkdir()
+    source = write_scene("scene", smooth_reflectance(5, 40, 50, seed=1))
+    assert predict_main([str(checkpoint), str(source), "--out", str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        ".cloudfree.lock", ".config", "notes.txt", "scene_classes.tif", "scene_probabilities.tif"
+    ]
+    assert "Removed 2 temporary file(s)/folder(s) that killed runs left in" in caplog.text
+
+
+def test_predict_refuses_an_out_folder_another_run_holds(checkpoint, tmp_path):
+    from cloudseg.run_folder import FolderBusyError, exclusive_folder
+
+    out = tmp_path / "predictions"
+    with exclusive_folder(out, "the other run"):
+        (out / ".scene_classes.abcdefgh").mkdir()  # the live run's temporary folder
+        with pytest.raises(FolderBusyError, match=r"--out .* is in use by another run: pid \d+"):
+            predict_main([str(checkpoint), "scene.tif", "--out", str(out)])
+        assert (out / ".scene_classes.abcdefgh").is_dir()

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cloudseg.data.manifest import MANIFEST_NAME, read_manifest
 from cloudseg.data.simulate.products import (
     STACK_DATE_RANGE,
     STACK_SITE,
@@ -30,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     labeled.add_argument(
         "--sites", nargs="+", choices=sorted(SITES), default=None, help="default: all presets"
     )
+    labeled.add_argument(
+        "--merge",
+        action="store_true",
+        help="add the scenes to the labeled set already in --out (same scene ids are replaced); "
+        "without it an existing set is refused",
+    )
 
     stack = commands.add_parser("stack", help="a time series over one site, with its truth")
     stack.add_argument("--n-dates", type=int, default=100)
@@ -51,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_existing_set(out: Path) -> None:
+    """Stop when ``out`` already holds a labeled set: writing would merge into it."""
+    manifest = out / MANIFEST_NAME
+    if manifest.exists():
+        scenes = len(read_manifest(out, check_files=False))
+        raise SystemExit(
+            f"cloudfree-simulate labeled: --out {out} already holds a labeled set ({manifest}, "
+            f"{scenes} scenes); the new scenes would be merged into it. Choose a new --out, "
+            "delete the folder first, or pass --merge to add to it."
+        )
+
+
 def _folder_summary(folder: Path) -> str:
     files = [path for path in folder.rglob("*") if path.is_file()]
     size_mb = sum(path.stat().st_size for path in files) / 1e6
@@ -65,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     progress = not args.no_progress
     started = time.perf_counter()
+    if args.command == "labeled" and not args.merge:
+        _refuse_existing_set(args.out)
     try:
         if args.command == "labeled":
             written = write_labeled_set(
