@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from cloudseg.sentinel2.bands import RGB_BANDS
-from composite.evidence import HEADLINE_METRICS, MAIN, MAP_PAGE, METRICS_JSON, REFERENCE
+from composite.evidence.tables import HEADLINE_METRICS, MAIN, MAP_PAGE, METRICS_JSON, REFERENCE
 from composite.outputs import RUN_JSON
 from composite.quicklook import auto_stretch, read_bands_preview, rgba_image
 

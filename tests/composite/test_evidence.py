@@ -1,4 +1,4 @@
-"""The composite's evidence (composite/evidence.py): baselines in the same run, metrics against the
+"""The composite's evidence (composite/evidence/): baselines in the same run, metrics against the
 simulator's truth, quicklooks, the offline map page, seam error and the offline W&B run.
 
 One run on a small simulated stack (12 dates, 64 px; s2cloudless masks, a date-consistent
@@ -25,15 +25,10 @@ from test_train import read_wandb_records, wandb_history
 
 from cloudseg.data.simulate.products import write_overlapping_tiles, write_stack
 from cloudseg.sentinel2.grid import Grid
-from composite.evidence import (
-    EvaluationSettings,
-    QuicklookSettings,
-    StackTruth,
-    find_truth,
-    metrics_grid,
-    plan_baselines,
-    truth_indices,
-)
+from composite.evidence.baselines import plan_baselines
+from composite.evidence.settings import EvaluationSettings, QuicklookSettings
+from composite.evidence.truth import StackTruth, find_truth, truth_indices
+from composite.evidence.view import metrics_grid
 from composite.masking import MaskSettings, mask_path
 from composite.metrics import seam_error
 from composite.pipeline import CompositeResult

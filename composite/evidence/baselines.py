@@ -1,0 +1,70 @@
+"""Baselines: the mask sources the same stack is composited with again, and the quicklook reporter
+every composite of the evidence gets."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cloudseg.sentinel2.bands import RGB_BANDS
+from composite.evidence.settings import QuicklookSettings
+from composite.masking import MaskSettings, required_bands
+from composite.pipeline import CompositeResult
+from composite.quicklook import write_quicklooks
+from composite.stack import Stack
+
+log = logging.getLogger(__name__)
+
+
+def plan_baselines(
+    sources: Iterable[str], masks: MaskSettings, stack: Stack
+) -> tuple[dict[str, MaskSettings], dict[str, str]]:
+    """The mask settings of each baseline that applies to ``stack``, and why the others do not."""
+    planned: dict[str, MaskSettings] = {}
+    skipped: dict[str, str] = {}
+    for source in sources:
+        if source == masks.source:
+            skipped[source] = "the main composite uses this mask source"
+            continue
+        if source == "model" and not masks.checkpoint:
+            skipped[source] = "no checkpoint: pass ckpt=/path/to/best.ckpt"
+            continue
+        settings = dataclasses.replace(masks, source=source)
+        needed = required_bands(settings)
+        lacking = [s for s in stack.scenes if any(band not in s.bands for band in needed)]
+        if lacking:
+            missing = sorted({band for band in needed if band not in lacking[0].bands})
+            skipped[source] = (
+                f"{len(lacking)} of {len(stack)} scenes lack layers it needs (e.g. "
+                f"{lacking[0].scene_id} lacks {missing})"
+            )
+            continue
+        planned[source] = settings
+    for source, reason in skipped.items():
+        log.info("Baseline %s skipped: %s.", source, reason)
+    return planned, skipped
+
+
+def quicklook_reporter(
+    settings: QuicklookSettings, stretch: tuple[float, float]
+) -> Callable[[CompositeResult], dict[str, Any]]:
+    """A reporter writing ``composite_rgb.png`` and ``composite_gray.png`` next to a composite
+    with ``stretch`` (skipped, with the reason, when the composite lacks B02/B03/B04)."""
+
+    def report(result: CompositeResult) -> dict[str, Any]:
+        missing = [band for band in RGB_BANDS if band not in result.bands]
+        if missing:
+            reason = f"the composite has no {missing} (bands {list(result.bands)})"
+            log.info("No quicklooks for %s: %s.", result.outputs.out_dir, reason)
+            return {"skipped": reason}
+        paths = write_quicklooks(
+            result.outputs.composite,
+            result.outputs.out_dir,
+            max_size=settings.max_size,
+            stretch=stretch,
+        )
+        return {kind: path.name for kind, path in paths.items()}
+
+    return report
