@@ -33,7 +33,8 @@ import rasterio.shutil
 from tqdm.auto import tqdm
 
 from cloudseg.sentinel2.cog import atomic_path
-from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, CompositeRun, grid_record
+from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, CompositeRun
+from composite.output_grid import grid_record
 
 log = logging.getLogger(__name__)
 

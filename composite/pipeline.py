@@ -24,8 +24,9 @@ from typing import Any
 from cloudseg.labels import CLASS_NAMES
 from cloudseg.sentinel2.grid import Grid
 from composite.cluster import Executor
-from composite.driver import CompositeSettings, composite_bands, composite_windows, output_grid
+from composite.driver import CompositeSettings, composite_windows
 from composite.masking import MaskSet, MaskSettings, prepare_masks
+from composite.output_grid import composite_bands, output_grid
 from composite.outputs import CompositeOutputs, run_record, write_json, write_rasters
 from composite.stack import Stack
 

@@ -14,8 +14,9 @@ import rasterio
 from cloudseg.sentinel2.radiometry import harmonize_dn
 from composite import driver
 from composite.cluster import ClusterSettings, LocalExecutor, open_executor
-from composite.driver import CompositeSettings, output_grid
+from composite.driver import CompositeSettings
 from composite.masking import MaskSettings, exclusion_window
+from composite.output_grid import output_grid
 from composite.percentile import masked_percentile
 from composite.pipeline import composite_stack
 from composite.stack import StackSettings, build_stack

@@ -11,13 +11,9 @@ import numpy as np
 import pystac
 import pytest
 
-from composite.stack import (
-    StackSettings,
-    build_stack,
-    list_candidates,
-    solar_date,
-    stac_search_parameters,
-)
+from composite.stack import StackSettings, build_stack
+from composite.stack.description import solar_date
+from composite.stack.discovery import list_candidates
 
 REAL_ITEM = "l2a-29RKH-20200219/item.json"
 
@@ -129,7 +125,7 @@ def test_stac_api_search_parameters_and_client_side_filters(realdata, monkeypatc
         max_cloud_cover=20,
         max_items=50,
     )
-    parameters = stac_search_parameters(settings)
+    parameters = settings.stac_search().parameters()
     assert parameters == {
         "collections": ["sentinel-2-l2a"],
         "datetime": "2019-01-01/2021-12-31",
@@ -137,9 +133,9 @@ def test_stac_api_search_parameters_and_client_side_filters(realdata, monkeypatc
         "max_items": 50,
     }
     planetary = StackSettings(source="https://x/api", tile="29RKH", tile_property="s2:mgrs_tile")
-    assert stac_search_parameters(planetary)["query"] == {"s2:mgrs_tile": {"eq": "29RKH"}}
+    assert planetary.stac_search().parameters()["query"] == {"s2:mgrs_tile": {"eq": "29RKH"}}
     with pytest.raises(ValueError, match="needs a place"):
-        stac_search_parameters(StackSettings(source="https://x/api"))
+        StackSettings(source="https://x/api").stac_search().parameters()
 
     item = pystac.Item.from_file(str(realdata / REAL_ITEM))
     item.make_asset_hrefs_absolute()
