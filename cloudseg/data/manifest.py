@@ -26,7 +26,7 @@ from cloudseg.sentinel2.cog import atomic_path, write_cog
 from cloudseg.sentinel2.grid import Grid
 
 MANIFEST_NAME = "manifest.csv"
-LABEL_SOURCES = ("hand", "scl", "s2cloudless", "import", "simulated")
+LABEL_SOURCES = ("hand", "scl", "s2cloudless", "import", "simulated", "real_background")
 CURATION_STATUSES = ("accepted", "rejected", "pending")
 SPLITS = ("train", "val", "test", "")
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloudseg.data.manifest import MANIFEST_NAME, read_manifest
+from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.products import (
     STACK_DATE_RANGE,
     STACK_SITE,
@@ -16,6 +17,7 @@ from cloudseg.data.simulate.products import (
     write_overlapping_tiles,
     write_stack,
 )
+from cloudseg.data.simulate.scale import BASE_GSD_M, SUPPORTED_GSD_M
 from cloudseg.data.simulate.sites import SITES
 
 
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the scenes to the labeled set already in --out (same scene ids are replaced); "
         "without it an existing set is refused",
     )
+    labeled.add_argument(
+        "--library", type=Path, default=None,
+        help="spectral library of real clear-sky pixels (python -m cloudseg.data.realdata library)",
+    )  # fmt: skip
+    labeled.add_argument(
+        "--gsd", type=int, nargs="+", choices=SUPPORTED_GSD_M, default=[BASE_GSD_M],
+        help="ground sampling distances (m) the scenes cycle over (default: 10)",
+    )  # fmt: skip
 
     stack = commands.add_parser("stack", help="a time series over one site, with its truth")
     stack.add_argument("--n-dates", type=int, default=100)
@@ -88,9 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _refuse_existing_set(args.out)
     try:
         if args.command == "labeled":
+            library = None if args.library is None else SpectralLibrary.load(args.library)
             written = write_labeled_set(
-                args.out, args.n_scenes, args.size, args.seed, sites=args.sites, progress=progress
-            )
+                args.out, args.n_scenes, args.size, args.seed, sites=args.sites, library=library,
+                gsds=tuple(args.gsd), progress=progress,
+            )  # fmt: skip
         elif args.command == "stack":
             written = write_stack(
                 args.out, args.n_dates, args.size, args.seed, site=args.site, start=args.start,
@@ -101,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out, args.n_dates, args.size, args.overlap, args.seed, site=args.site,
                 start=args.start, end=args.end, progress=progress,
             )  # fmt: skip
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"cloudfree-simulate {args.command}: {err}") from err
     elapsed = time.perf_counter() - started
     print(f"Wrote {written} ({_folder_summary(args.out)} in {args.out}) in {elapsed:.1f} s.")

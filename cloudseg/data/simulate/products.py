@@ -37,13 +37,22 @@ from cloudseg.data.simulate.acquisition import (
     revisit_dates,
     select_dates,
 )
+from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.noise import stable_key
+from cloudseg.data.simulate.scale import (
+    BASE_GSD_M,
+    block_mean,
+    block_mode,
+    coarser_grid,
+    gsd_factor,
+)
 from cloudseg.data.simulate.scene import SimulatedScene, World
 from cloudseg.data.simulate.sites import CLOUD_REGIMES, SITES, TILE_SIZE_PX, Site, get_site
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.cog import atomic_path, write_cog
 from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.radiometry import reflectance_to_dn
 
 #: Shares of clear, partly cloudy and overcast scenes in the labeled set.
 LABELED_REGIME_SHARES = {"clear": 0.15, "partly": 0.65, "overcast": 0.20}
@@ -100,17 +109,25 @@ def write_labeled_set(
     seed: int = 0,
     *,
     sites: list[str] | None = None,
+    library: SpectralLibrary | None = None,
+    gsds: tuple[int, ...] = (BASE_GSD_M,),
     progress: bool = True,
 ) -> Path:
     """Write ``n_scenes`` labeled ``size`` x ``size`` scenes, cycling over ``sites`` (default:
     every preset), and return the manifest path. Like every :class:`DatasetWriter` it merges
     into a manifest already in ``out`` (same scene ids are replaced): use a fresh folder for a
-    different set."""
+    different set.
+
+    ``library`` mixes each scene's surface from real spectra (:class:`SpectralLibrary`);
+    ``gsds`` cycles the scenes over ground sampling distances (a 10 m render averaged to 20, 30
+    or 60 m pixels, :mod:`.scale`), so scene ``i`` is ``size / (gsd / 10)`` px at ``gsds[i % n]``.
+    """
     if n_scenes < 1 or size < 1:
         raise ValueError(f"n_scenes ({n_scenes}) and size ({size}) must be positive.")
     if size > TILE_SIZE_PX:
         raise ValueError(f"size {size} exceeds the {TILE_SIZE_PX}-px tile.")
-    worlds = [World(get_site(site), seed) for site in (sites or list(SITES))]
+    factors = [gsd_factor(gsd) for gsd in gsds]
+    worlds = [World(get_site(site), seed, library) for site in (sites or list(SITES))]
     rng = np.random.default_rng(stable_key(seed, "labeled set"))
     regimes = regime_quota(n_scenes, rng)
     candidates = {
@@ -127,11 +144,15 @@ def write_labeled_set(
             scene = world.render(
                 site.window_grid(row, col, size, size), date, regime=regimes[index]
             )
+            factor = factors[index % len(factors)]
+            suffix = f"_{BASE_GSD_M * factor}m" if len(factors) > 1 else ""
             writer.add(
-                f"{site.site_id}_{date:%Y%m%d}_{index:04d}",
-                scene.dn(),
-                scene.mask,
-                scene.grid,
+                f"{site.site_id}_{date:%Y%m%d}_{index:04d}{suffix}",
+                reflectance_to_dn(
+                    block_mean(scene.reflectance, factor), scene.acquisition.dn_offset
+                ),
+                block_mode(scene.mask, factor),
+                coarser_grid(scene.grid, factor),
                 scene.bands,
                 site=site.site_id,
                 date=date.isoformat(),

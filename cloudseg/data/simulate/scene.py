@@ -24,7 +24,13 @@ from cloudseg.data.simulate.atmosphere import (
 from cloudseg.data.simulate.noise import stable_key
 from cloudseg.data.simulate.sensor import add_sensor_noise, apply_band_resolutions, block_aligned
 from cloudseg.data.simulate.sites import PIXEL_SIZE_M, Site, get_site
-from cloudseg.data.simulate.surface import StaticSurface, build_static_surface, surface_state
+from cloudseg.data.simulate.library import SpectralLibrary
+from cloudseg.data.simulate.surface import (
+    SPECTRA,
+    StaticSurface,
+    build_static_surface,
+    surface_state,
+)
 from cloudseg.labels import IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid
@@ -90,12 +96,16 @@ class World:
     """A simulated world: one site and one seed, renderable on any 10 m grid over the site.
 
     The static surface of the last rendered region is kept, so rendering many dates on one grid
-    (a time series) computes land cover and relief once.
+    (a time series) computes land cover and relief once. With a ``library`` each date's surface
+    is mixed from real endmember spectra drawn from it (:class:`SpectralLibrary`).
     """
 
-    def __init__(self, site: Site | str, seed: int = 0) -> None:
+    def __init__(
+        self, site: Site | str, seed: int = 0, library: SpectralLibrary | None = None
+    ) -> None:
         self.site = get_site(site)
         self.seed = int(seed)
+        self.library = library
         self._static: tuple[tuple[float, ...], StaticSurface] | None = None
 
     def pixel_offset(self, grid: Grid) -> tuple[int, int]:
@@ -133,6 +143,13 @@ class World:
     def acquisition(self, date: dt.date | str) -> Acquisition:
         return acquisition_for(self.site, parse_date(date))
 
+    def spectra(self, date: dt.date) -> np.ndarray:
+        """The endmember spectra of ``date``: built-in, or drawn from the library."""
+        if self.library is None:
+            return SPECTRA
+        key = stable_key(self.seed, self.site.site_id, date.isoformat(), "library")
+        return self.library.draw(SPECTRA, np.random.default_rng(key))
+
     def atmosphere(self, date: dt.date | str, regime: str | None = None) -> Atmosphere:
         return draw_atmosphere(self.site, parse_date(date), self.seed, regime)
 
@@ -158,7 +175,7 @@ class World:
 
         static = self.static_surface(cols, rows)
         sun = (acquisition.sun_azimuth, acquisition.sun_elevation)
-        state = surface_state(static, self.site, self.seed, date, *sun)
+        state = surface_state(static, self.site, self.seed, date, *sun, self.spectra(date))
         rendered = render_atmosphere(atmosphere, state.reflectance, cols, rows, *sun)
         noise_key = stable_key(self.seed, self.site.site_id, date.isoformat(), "sensor noise")
         toa = add_sensor_noise(apply_band_resolutions(rendered.reflectance), cols, rows, noise_key)

@@ -246,9 +246,10 @@ def _mix_kernel(weights, spectra, out):
                 out[b, i, j] = total
 
 
-def mix_endmembers(weights: np.ndarray) -> np.ndarray:
-    """Endmember weights ``(7, y, x)`` -> reflectance ``(13, y, x)`` float32."""
-    spectra = np.ascontiguousarray(SPECTRA.T)
+def mix_endmembers(weights: np.ndarray, spectra: np.ndarray = SPECTRA) -> np.ndarray:
+    """Endmember weights ``(7, y, x)`` -> reflectance ``(13, y, x)`` float32; ``spectra``
+    ``(7, 13)`` defaults to the built-in endmembers (a spectral library draws real ones)."""
+    spectra = np.ascontiguousarray(np.asarray(spectra, dtype=np.float32).T)
     out = np.empty((spectra.shape[0], *weights.shape[1:]), dtype=np.float32)
     _mix_kernel(np.ascontiguousarray(weights, dtype=np.float32), spectra, out)
     return out
@@ -279,8 +280,10 @@ def surface_state(
     date: dt.date,
     sun_azimuth: float,
     sun_elevation: float,
+    spectra: np.ndarray = SPECTRA,
 ) -> SurfaceState:
-    """The cloud-free, noise-free reflectance of the ground on ``date`` under the given sun."""
+    """The cloud-free, noise-free reflectance of the ground on ``date`` under the given sun,
+    mixed from ``spectra`` (the endmembers, ``(7, 13)``)."""
     day = date.timetuple().tm_yday
     seasonality = site.vegetation_seasonality
     landcover = static.landcover
@@ -330,7 +333,7 @@ def surface_state(
     snow_weights[SNOW] = 0.92 + 0.08 * static.texture
     weights = weights * (1.0 - snow) + snow_weights * snow
 
-    reflectance = mix_endmembers(weights)
+    reflectance = mix_endmembers(weights, spectra)
     reflectance *= _illumination(static, sun_azimuth, sun_elevation)
     reflectance[B10_INDEX] *= _b10_altitude_gain(static.height_m)
     return SurfaceState(reflectance=reflectance, snow_fraction=snow)

@@ -1,0 +1,3 @@
+from cloudseg.data.realdata.cli import main
+
+raise SystemExit(main())

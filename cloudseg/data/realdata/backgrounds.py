@@ -1,0 +1,153 @@
+"""Simulated clouds on real backgrounds: the simulator's atmosphere over real clear ground.
+
+The clear parts of a real scene's training half (every detector agrees, away from cloud edges)
+are the surface; an :class:`~cloudseg.data.simulate.atmosphere.Atmosphere` drawn from a simulated
+site's climate is rendered over it with
+:func:`~cloudseg.data.simulate.atmosphere.render_atmosphere`: cloud reflectance and transmittance
+per band, cirrus, haze, and shadows displaced along the sun azimuth by the cloud height. The
+scene is placed in world coordinates at its ground sampling distance (a 30 m pixel spans three
+10 m world pixels), so clouds keep their physical size and shadows their physical offset at any
+GSD. Labels are exact where the ground is known clear; where the real scene was not clear the
+label is ``thick_cloud`` if an opaque rendered cloud hides it, else ignore (255).
+
+Bands the real scene lacks are carried as NaN through the rendering and not written: a 4-band
+chip gives 4-band training scenes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudseg.data.manifest import MANIFEST_NAME, DatasetWriter
+from cloudseg.data.realdata.detectors import clear_agreement, run_detectors
+from cloudseg.data.realdata.scenes import RealScene, training_columns
+from cloudseg.data.simulate.acquisition import revisit_dates
+from cloudseg.data.simulate.atmosphere import (
+    Atmosphere,
+    classify,
+    draw_atmosphere,
+    render_atmosphere,
+)
+from cloudseg.data.simulate.noise import stable_key
+from cloudseg.data.simulate.scale import BASE_GSD_M, block_mean, coarser_grid
+from cloudseg.data.simulate.sites import SITES, get_site
+from cloudseg.labels import IGNORE_INDEX, THICK_CLOUD
+from cloudseg.sentinel2.bands import L1C_BANDS
+from cloudseg.sentinel2.radiometry import reflectance_to_dn
+
+#: Regime odds of a rendered atmosphere: mostly broken cloud, some overcast or cloud-free.
+REGIME_ODDS = {"clear": 0.05, "partly": 0.85, "overcast": 0.1}
+MIN_CLEAR_SHARE = 0.2  # training halves less clear than this are not used as backgrounds
+MIN_SIZE_PX = 64
+WORLD_SPAN_PX = 20_000  # world offsets are drawn in this range (different cloud fields)
+SUN_AZIMUTH = (100.0, 170.0)
+SUN_ELEVATION = (25.0, 65.0)
+
+
+def render_on_background(
+    surface: np.ndarray,
+    clear: np.ndarray,
+    gsd_m: float,
+    atmosphere: Atmosphere,
+    sun_azimuth: float,
+    sun_elevation: float,
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(toa (13, y, x), mask (y, x))`` of ``atmosphere`` over ``surface`` (13-band reflectance,
+    NaN for bands the scene lacks) at ``gsd_m``; ``origin`` is (col, row) in 10 m world pixels."""
+    if surface.shape[0] != len(L1C_BANDS) or clear.shape != surface.shape[1:]:
+        raise ValueError(f"surface {surface.shape} must be (13, y, x) over clear {clear.shape}.")
+    step = gsd_m / BASE_GSD_M
+    cols = origin[0] + (np.arange(surface.shape[2]) + 0.5) * step
+    rows = origin[1] + (np.arange(surface.shape[1]) + 0.5) * step
+    missing = np.isnan(surface)
+    rendered = render_atmosphere(
+        atmosphere, np.where(missing, 0.0, surface), cols, rows, sun_azimuth, sun_elevation
+    )
+    toa = np.where(missing, np.nan, rendered.reflectance).astype(np.float32)
+    mask = classify(rendered)
+    mask[~clear & (mask != THICK_CLOUD)] = IGNORE_INDEX
+    return toa, mask
+
+
+def random_atmosphere(key: int) -> tuple[Atmosphere, float, float, tuple[float, float]]:
+    """An atmosphere from a random simulated site's climate and date, sun angles and origin."""
+    rng = np.random.default_rng(key)
+    site = get_site(sorted(SITES)[int(rng.integers(len(SITES)))])
+    dates = revisit_dates(site, "2019-01-01", "2019-12-31")
+    date: dt.date = dates[int(rng.integers(len(dates)))]
+    regime = str(rng.choice(list(REGIME_ODDS), p=list(REGIME_ODDS.values())))
+    atmosphere = draw_atmosphere(site, date, int(rng.integers(2**31)), regime)
+    origin = (float(rng.uniform(0, WORLD_SPAN_PX)), float(rng.uniform(0, WORLD_SPAN_PX)))
+    return atmosphere, float(rng.uniform(*SUN_AZIMUTH)), float(rng.uniform(*SUN_ELEVATION)), origin
+
+
+def _full_surface(scene: RealScene, columns: slice) -> np.ndarray:
+    surface = np.full((len(L1C_BANDS), scene.grid.height, columns.stop), np.nan, np.float32)
+    for band in scene.bands:
+        surface[L1C_BANDS.index(band)] = scene.band(band)[:, columns]
+    return surface
+
+
+def background_views(scene: RealScene, gsds: tuple[int, ...]):
+    """``(gsd_m, surface (13, y, x), clear, grid)`` of the training half at ``scene``'s GSD and
+    at each coarser GSD of ``gsds`` that is a whole multiple of it."""
+    columns = training_columns(scene.grid.width)
+    clear = clear_agreement(run_detectors(scene), scene.gsd_m)[:, columns]
+    surface = _full_surface(scene, columns)
+    grid = scene.grid.window_grid(Window(0, 0, columns.stop, scene.grid.height))
+    views = [(scene.gsd_m, surface, clear, grid)]
+    for gsd in gsds:
+        factor = int(round(gsd / scene.gsd_m))
+        if factor > 1 and np.isclose(gsd / scene.gsd_m, factor, rtol=0.02):
+            if min(clear.shape) // factor < MIN_SIZE_PX:
+                continue
+            coarse_clear = block_mean(clear.astype(np.float32), factor) == 1.0
+            views.append((float(gsd), block_mean(surface, factor), coarse_clear,
+                          coarser_grid(grid, factor)))  # fmt: skip
+    return views
+
+
+def write_background_set(
+    scenes: list[RealScene],
+    out: str | os.PathLike,
+    renders_per_view: int = 4,
+    seed: int = 0,
+    gsds: tuple[int, ...] = (20, 30, 60),
+    verbose: bool = True,
+) -> Path:
+    """Render ``renders_per_view`` atmospheres over every usable background view of ``scenes``
+    into a dataset at ``out`` (split ``train``; site = the real scene) and return its manifest."""
+    out = Path(out)
+    with DatasetWriter(out) as writer:
+        for scene in scenes:
+            if not scene.has(("B02", "B03", "B04", "B08")):
+                continue
+            for gsd, surface, clear, grid in background_views(scene, gsds):
+                if clear.mean() < MIN_CLEAR_SHARE:
+                    if verbose:
+                        print(f"backgrounds: {scene.name} at {gsd:g} m skipped "
+                              f"(clear share {clear.mean():.2f} < {MIN_CLEAR_SHARE})")  # fmt: skip
+                    continue
+                bands = [L1C_BANDS.index(band) for band in scene.bands]
+                for render in range(renders_per_view):
+                    key = stable_key(seed, scene.name, gsd, render, "background")
+                    atmosphere, azimuth, elevation, origin = random_atmosphere(key)
+                    toa, mask = render_on_background(
+                        surface, clear, gsd, atmosphere, azimuth, elevation, origin
+                    )
+                    scene_id = f"{scene.name.replace('/', '-')}_{gsd:g}m_{render:02d}"
+                    writer.add(
+                        scene_id, reflectance_to_dn(toa[bands]), mask, grid, scene.bands,
+                        site=scene.name.replace("/", "-"), date="", label_source="real_background",
+                        split="train", tags={"ATMOSPHERE": atmosphere.regime,
+                                             "GSD_M": f"{gsd:g}"},
+                    )  # fmt: skip
+                if verbose:
+                    print(f"backgrounds: {scene.name} at {gsd:g} m: {renders_per_view} renders")
+    return out / MANIFEST_NAME

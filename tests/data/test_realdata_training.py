@@ -1,0 +1,153 @@
+"""Training data from real scenes: the spectral library, clouds rendered on real backgrounds,
+coarser ground sampling distances and training mixes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from cloudseg.data.manifest import DatasetWriter, read_manifest
+from cloudseg.data.mix import write_mixed_dataset
+from cloudseg.data.realdata.backgrounds import (
+    random_atmosphere,
+    render_on_background,
+    write_background_set,
+)
+from cloudseg.data.realdata.build_library import build_library, classify_land
+from cloudseg.data.realdata.scenes import find_real_scenes
+from cloudseg.data.simulate import simulate_scene
+from cloudseg.data.simulate.atmosphere import Atmosphere, CloudLayer
+from cloudseg.data.simulate.library import LAND_TYPES, SpectralLibrary
+from cloudseg.data.simulate.products import write_labeled_set
+from cloudseg.data.simulate.scale import block_mean, block_mode, coarser_grid
+from cloudseg.data.simulate.scene import World
+from cloudseg.data.simulate.surface import SPECTRA
+from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
+from cloudseg.sentinel2.grid import Grid
+
+GRID = Grid("EPSG:32631", Affine(10, 0, 399960, 0, -10, 4800000), 12, 12)
+
+
+def tiny_library() -> SpectralLibrary:
+    rng = np.random.default_rng(0)
+    land = np.repeat([LAND_TYPES.index("crops"), LAND_TYPES.index("red_soil")], 40)
+    spectra = np.where(land[:, None] == land[0], SPECTRA[0], SPECTRA[2]) * 1.3
+    spectra = spectra + rng.normal(0, 0.005, spectra.shape)
+    return SpectralLibrary(spectra.astype(np.float32), land.astype(np.int16),
+                           np.repeat([0, 1], 40).astype(np.int16), ("a", "b"), {})  # fmt: skip
+
+
+def test_block_mean_mode_and_grid():
+    values = np.arange(36, dtype=np.float32).reshape(6, 6)
+    assert block_mean(values, 3).tolist() == [[7.0, 10.0], [25.0, 28.0]]
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = [[1, 1], [1, 0]]
+    mask[:2, 2:] = IGNORE_INDEX  # ignore only where it is the majority
+    mask[2:, :2] = [[3, 3], [255, 255]]  # a tie goes to the lower code
+    assert block_mode(mask, 2).tolist() == [[1, 255], [3, 0]]
+    coarse = coarser_grid(GRID, 3)
+    assert coarse.shape == (4, 4) and coarse.resolution == 30 and coarse.bounds == GRID.bounds
+
+
+def test_library_draw_is_deterministic_real_and_randomised(tmp_path):
+    library = tiny_library()
+    path = library.save(tmp_path / "library.npz")
+    loaded = SpectralLibrary.load(path)
+    first = loaded.draw(SPECTRA, np.random.default_rng(5))
+    assert np.array_equal(first, loaded.draw(SPECTRA, np.random.default_rng(5)))
+    assert not np.array_equal(first, loaded.draw(SPECTRA, np.random.default_rng(6)))
+    # vegetation comes from the library (1.3 x the built-in, within gain and haze), snow does not
+    assert abs(first[0, 7] / SPECTRA[0, 7] - 1.3) < 0.3
+    assert abs(first[6, 2] - SPECTRA[6, 2]) < 0.15
+    with pytest.raises(FileNotFoundError, match="cloudseg.data.realdata library"):
+        SpectralLibrary.load(tmp_path / "missing.npz")
+
+
+def test_simulator_with_library_is_deterministic_and_keeps_labels():
+    library = tiny_library()
+    grid = World("sim-site01").site.window_grid(0, 0, 48, 48)
+    renders = [World("sim-site01", 0, library).render(grid, "2021-06-11") for _ in range(2)]
+    builtin = simulate_scene("sim-site01", "2021-06-11", grid=grid)
+    assert np.array_equal(renders[0].reflectance, renders[1].reflectance, equal_nan=True)
+    assert not np.allclose(renders[0].surface, builtin.surface)
+    assert np.array_equal(renders[0].mask, builtin.mask)  # same atmosphere, same truth
+
+
+def test_labeled_set_cycles_over_ground_sampling_distances(tmp_path):
+    write_labeled_set(tmp_path, n_scenes=2, size=96, gsds=(10, 60), progress=False)
+    frame = read_manifest(tmp_path).set_index("scene_id")
+    sizes = {}
+    for scene_id, row in frame.iterrows():
+        with rasterio.open(tmp_path / row["image_path"]) as image:
+            sizes[scene_id.rsplit("_", 1)[1]] = (image.shape, image.res[0])
+    assert sizes == {"10m": ((96, 96), 10.0), "60m": ((16, 16), 60.0)}
+
+
+def test_background_labels_match_what_was_rendered():
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 96)).astype(np.float32)
+    surface[5:8] = np.nan  # bands a 4- or 6-band scene lacks stay missing
+    clear = np.ones((64, 96), bool)
+    clear[:, :10] = False  # a real cloud in the background
+    cloud = CloudLayer("cumulus", coverage=0.3, height_km=1.5, optical_depth=40.0, key=7)
+    atmosphere = Atmosphere("partly", clouds=(cloud,))
+    toa, mask = render_on_background(surface, clear, 30.0, atmosphere, 140.0, 40.0)
+    again = render_on_background(surface, clear, 30.0, atmosphere, 140.0, 40.0)
+    assert np.array_equal(toa, again[0], equal_nan=True) and np.array_equal(mask, again[1])
+    assert np.isnan(toa[5:8]).all() and np.isfinite(toa[:5]).all()
+    cols = (np.arange(96) + 0.5) * 3.0
+    rows = (np.arange(64) + 0.5) * 3.0
+    depth = cloud.optical_depth_field(cols, rows)
+    known = clear & (depth == 0)
+    untouched = known & np.isclose(toa[3], surface[3])  # no cloud above, no shadow on it
+    assert untouched.any() and (mask[untouched] == CLEAR).all()
+    assert (mask[clear & (depth >= 5)] == THICK_CLOUD).all()
+    assert (mask[(depth > 0) & (depth < 0.5) & clear] != THICK_CLOUD).all()
+    assert set(np.unique(mask[~clear])) <= {THICK_CLOUD, IGNORE_INDEX}
+    assert (mask == CLOUD_SHADOW).any() and (mask == THICK_CLOUD).any()
+    assert THIN_CLOUD in mask  # soft cumulus fringes
+
+
+def test_random_atmospheres_are_deterministic_by_key():
+    assert random_atmosphere(3) == random_atmosphere(3)
+    assert random_atmosphere(3) != random_atmosphere(4)
+
+
+def test_land_types_follow_the_rules():
+    pixels = np.stack([SPECTRA[0], SPECTRA[3], SPECTRA[4], SPECTRA[6]], axis=1)[:, None, :]
+    codes = classify_land(pixels.astype(np.float32), gsd_m=60.0)[0]
+    assert [LAND_TYPES[c] for c in codes] == ["forest", "desert", "dark_water", "snow"]
+
+
+def test_library_and_backgrounds_from_real_scenes(realdata, tmp_path):
+    scenes = find_real_scenes(realdata / "eolearn-5dates")[1:3]  # one cloudy, one clear date
+    first, second = build_library(scenes, verbose=False), build_library(scenes, verbose=False)
+    assert np.array_equal(first.spectra, second.spectra) and first.scenes == ("eolearn-5dates-2",)
+    assert first.counts()["forest"] > 0
+    manifest = write_background_set(scenes, tmp_path, renders_per_view=1, verbose=False)
+    frame = read_manifest(manifest.parent)
+    assert frame["scene_id"].tolist() == ["eolearn-5dates-2_9.99479m_00"]
+    assert (frame["split"] == "train").all() and (frame["label_source"] == "real_background").all()
+
+
+def write_dataset(root, names, bands):
+    with DatasetWriter(root) as writer:
+        for index, name in enumerate(names):
+            writer.add(name, np.full((len(bands), 12, 12), 1000 + index, np.uint16),
+                       np.zeros((12, 12), np.uint8), GRID, bands, site=f"{name}-site",
+                       date="2021-01-01", label_source="simulated")  # fmt: skip
+
+
+def test_mix_lists_sources_with_their_own_splits_and_bands(tmp_path):
+    write_dataset(tmp_path / "sim", [f"s{i}" for i in range(6)], ("B02", "B03", "B04", "B08"))
+    write_dataset(tmp_path / "real", ["r0"], ("B02", "B03"))
+    mix = write_mixed_dataset(tmp_path / "mix", [tmp_path / "sim", tmp_path / "real"])
+    frame = read_manifest(mix.parent)
+    assert len(frame) == 7 and frame["image_path"].str.startswith("../").all()
+    assert set(frame["split"]) == {"train", "val", "test"}
+    only4 = write_mixed_dataset(tmp_path / "mix4", [tmp_path / "sim", tmp_path / "real"],
+                                bands=["B02", "B08"])  # fmt: skip
+    assert "r0" not in read_manifest(only4.parent)["scene_id"].tolist()
+    with pytest.raises(ValueError, match="repeat"):
+        write_mixed_dataset(tmp_path / "mix2", [tmp_path / "sim", tmp_path / "sim"])
