@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test test-slow lint demo demo-clean clean
+.PHONY: setup browser test test-slow lint demo demo-clean demo-data clean
 
 setup: $(STAMP) browser
 
@@ -88,3 +88,12 @@ $(DEMO_B): $(DEMO_A)
 
 demo-clean:
 	rm -rf $(DEMO_OUT) $(DEMO_DATA)/labeled $(DEMO_DATA)/tiles
+
+# -- make demo-data: the default training data ------------------------------------------------------
+# Simulated scenes with surfaces from a spectral library of real clear-sky pixels, over 10-60 m,
+# plus simulated clouds on real clear backgrounds; from REALDATA (a folder of real Sentinel-2
+# scenes; without it, simulated only). Idempotent: finished steps are skipped (data/README.md).
+REALDATA  ?= ../shared/realdata
+DEMO_MIX  ?= data/demo
+demo-data: | $(STAMP)
+	$(PY) -m cloudseg.data.realdata demo --realdata $(REALDATA) --out $(DEMO_MIX)

@@ -61,6 +61,8 @@ class CloudMaskDataModule(LightningDataModule):
         split_seed, split_fractions: used only for scenes the manifest gives no split.
         min_labeled_fraction: training chips with fewer labeled pixels are redrawn.
         cache_scenes: keep each scene's selected bands in memory (per worker).
+        skip_scenes_without_bands: leave out (and log) scenes that lack some of ``bands``, as in
+            a mix of 4-, 12- and 13-band real scenes; ``False``: such a scene is an error.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class CloudMaskDataModule(LightningDataModule):
         min_labeled_fraction: float = 0.01,
         cache_scenes: bool = True,
         pin_memory: bool = False,
+        skip_scenes_without_bands: bool = False,
     ) -> None:
         super().__init__()
         if (
@@ -103,6 +106,7 @@ class CloudMaskDataModule(LightningDataModule):
         self.split_fractions = tuple(split_fractions)
         self.min_labeled_fraction = min_labeled_fraction
         self.pin_memory = pin_memory
+        self.skip_scenes_without_bands = skip_scenes_without_bands
         self.reader = SceneReader(cache=cache_scenes)
         self.records: dict[str, list[SceneRecord]] = {}
         self.normalization: dict | None = None
@@ -160,6 +164,12 @@ class CloudMaskDataModule(LightningDataModule):
             )  # fmt: skip
             frame = assign_splits(frame, seed=self.split_seed, fractions=self.split_fractions)
             accepted = frame[frame["curation"] == "accepted"]
+        if self.skip_scenes_without_bands:
+            has_bands = [set(self.bands) <= set(names.split()) for names in accepted["bands"]]
+            if not all(has_bands):
+                log.info("%d accepted scenes lack some of %s: left out.",
+                         len(has_bands) - sum(has_bands), list(self.bands))  # fmt: skip
+            accepted = accepted[has_bands]
         return {
             split: scene_records(self.root, accepted[accepted["split"] == split], self.bands)
             for split in SPLIT_NAMES

@@ -22,6 +22,7 @@ that the producer calls cloud or shadow; soil/water by NDVI < 0.3 or NDWI > 0).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -111,11 +112,20 @@ class YardstickScene:
     soil_water: np.ndarray
 
 
-def prepare(scenes: list[RealScene]) -> list[YardstickScene]:
-    """Detectors and consensus reference of each scene's east half (scenes with none skipped)."""
+def prepare(scenes: list[RealScene], cache: Path | None = None) -> list[YardstickScene]:
+    """Detectors and consensus reference of each scene's east half (scenes with none skipped);
+    detector masks are kept in ``cache`` (a folder) when given."""
     prepared = []
     for scene in scenes:
-        masks = run_detectors(scene)
+        cached = None if cache is None else cache / f"{scene.name.replace('/', '-')}.npz"
+        if cached is not None and cached.exists():
+            with np.load(cached) as data:
+                masks = {name: data[name] for name in data.files}
+        else:
+            masks = run_detectors(scene)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(cached, **masks)
         if not masks:
             continue
         east = holdout_columns(scene.grid.width)

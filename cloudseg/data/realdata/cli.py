@@ -3,6 +3,7 @@
     python -m cloudseg.data.realdata library --source ../shared/realdata --out data/real/library.npz
     python -m cloudseg.data.realdata backgrounds --source ../shared/realdata \
         --out data/real/backgrounds
+    python -m cloudseg.data.realdata demo --realdata ../shared/realdata --out data/demo
     python -m cloudseg.data.realdata mix --dataset data/simulated/labeled \
         --dataset data/real/backgrounds --out data/demo
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import write_background_set
 from cloudseg.data.realdata.build_library import build_library
+from cloudseg.data.realdata.demo import prepare_demo_data
 from cloudseg.data.realdata.scenes import RealScene, find_real_scenes
 from cloudseg.data.simulate.scale import SUPPORTED_GSD_M
 
@@ -44,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--dataset", type=Path, action="append", required=True,
                      help="a dataset folder to include (repeatable)")  # fmt: skip
     mix.add_argument("--out", type=Path, required=True)
+    demo = commands.add_parser(
+        "demo", help="the default training data (make demo-data): library, scenes, backgrounds, mix"
+    )
+    demo.add_argument("--realdata", type=Path, default=None,
+                      help="folder of real scenes (absent: simulated only)")  # fmt: skip
+    demo.add_argument("--out", type=Path, required=True)
+    demo.add_argument("--seed", type=int, default=0)
     for command in (library, backgrounds):
         command.add_argument(
             "--source", type=Path, action="append", required=True,
@@ -69,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mix":
             written = write_mixed_dataset(args.out, args.dataset)
+        elif args.command == "demo":
+            written = prepare_demo_data(args.out, args.realdata, args.seed)
         elif args.command == "library":
             scenes = load_sources(args.source)
             library = build_library(scenes, seed=args.seed)

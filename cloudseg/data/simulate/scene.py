@@ -21,10 +21,10 @@ from cloudseg.data.simulate.atmosphere import (
     draw_atmosphere,
     render_atmosphere,
 )
+from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.noise import stable_key
 from cloudseg.data.simulate.sensor import add_sensor_noise, apply_band_resolutions, block_aligned
 from cloudseg.data.simulate.sites import PIXEL_SIZE_M, Site, get_site
-from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.surface import (
     SPECTRA,
     StaticSurface,
