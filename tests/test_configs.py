@@ -69,9 +69,16 @@ def test_experiments_hold_their_setups():
 
     demo = compose_resolved(["experiment=demo"])
     assert demo.model.segmenter.backbone == "vit_tiny" and demo.model.segmenter.pretrained == "none"
-    assert demo.data.root == f"{demo.paths.root_dir}/data/simulated/labeled"
+    assert demo.data.root == f"{demo.paths.root_dir}/data/demo/mix"  # make demo-data
+    assert demo.data.skip_scenes_without_bands  # the mix holds 4-, 12- and 13-band scenes
     assert demo.trainer.accelerator == "cpu" and demo.trainer.deterministic
     assert demo.data.num_workers == 0
+
+
+def test_demo_trains_a_band_subset_of_the_default_mix():
+    cfg = compose_resolved(["experiment=demo", "data.bands=[B02,B03,B04,B08,B11,B12]"])
+    assert list(cfg.data.bands) == ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert cfg.data.root.endswith("data/demo/mix") and cfg.data.skip_scenes_without_bands
 
 
 def test_debug_configs_run_on_one_cpu_in_float32_even_for_gpu_experiments():

@@ -67,6 +67,15 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "make test": ("tests/test_readme_commands.py::test_make_targets_exist",),
     "make test-slow": ("tests/test_readme_commands.py::test_make_targets_exist",),
     "make setup": ("tests/test_readme_commands.py::test_make_targets_exist",),
+    # -- README.md: the default training data (prepared for minutes; a small recipe is run)
+    "make demo-data": (
+        "tests/test_readme_commands.py::test_make_targets_exist",
+        "tests/data/test_demo_data.py::test_demo_data_is_idempotent_and_mixes_real_sources",
+    ),
+    "python train.py experiment=demo data.bands=[B02,B03,B04,B08,B11,B12]": (
+        "tests/test_configs.py::test_demo_trains_a_band_subset_of_the_default_mix",
+        "tests/data/test_demo_data.py::test_demo_data_is_idempotent_and_mixes_real_sources",
+    ),
     # -- README.md: labels in
     "cloudfree-import hand images/ labels/ --out data/mylabels --mapping mapping.yaml": (
         "tests/data/test_importers_hand.py::test_cli_pairs_folders_by_name_and_applies_curation",
@@ -315,6 +324,7 @@ def test_make_targets_exist(make):
     make_dry_run("setup")  # exits 0: the target exists
     assert "-m pytest" in make_dry_run("test")
     assert "-m pytest -m slow" in make_dry_run("test-slow")
+    assert "-m cloudseg.data.realdata demo --realdata" in make_dry_run("demo-data")
 
 
 def compose_command(config_name: str, overrides: list[str]) -> tuple[DictConfig, str]:

@@ -26,7 +26,9 @@ from cloudseg.sentinel2.cog import atomic_path, write_cog
 from cloudseg.sentinel2.grid import Grid
 
 MANIFEST_NAME = "manifest.csv"
-LABEL_SOURCES = ("hand", "scl", "s2cloudless", "import", "simulated", "real_background")
+LABEL_SOURCES = (
+    "hand", "scl", "s2cloudless", "import", "simulated", "real_background", "consensus",
+)  # fmt: skip
 CURATION_STATUSES = ("accepted", "rejected", "pending")
 SPLITS = ("train", "val", "test", "")
 

@@ -8,6 +8,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import (
@@ -16,6 +17,7 @@ from cloudseg.data.realdata.backgrounds import (
     write_background_set,
 )
 from cloudseg.data.realdata.build_library import build_library, classify_land
+from cloudseg.data.realdata.curated import consensus_labels, write_curated_set
 from cloudseg.data.realdata.scenes import find_real_scenes
 from cloudseg.data.simulate import simulate_scene
 from cloudseg.data.simulate.atmosphere import Atmosphere, CloudLayer
@@ -123,11 +125,11 @@ def test_land_types_follow_the_rules():
 def test_library_and_backgrounds_from_real_scenes(realdata, tmp_path):
     scenes = find_real_scenes(realdata / "eolearn-5dates")[1:3]  # one cloudy, one clear date
     first, second = build_library(scenes, verbose=False), build_library(scenes, verbose=False)
-    assert np.array_equal(first.spectra, second.spectra) and first.scenes == ("eolearn-5dates-2",)
+    assert np.array_equal(first.spectra, second.spectra) and first.scenes == ("eolearn-5dates/2",)
     assert first.counts()["forest"] > 0
     manifest = write_background_set(scenes, tmp_path, renders_per_view=1, verbose=False)
     frame = read_manifest(manifest.parent)
-    assert frame["scene_id"].tolist() == ["eolearn-5dates-2_9.99479m_00"]
+    assert frame["scene_id"].tolist() == ["eolearn-5dates-2_10m_00"]
     assert (frame["split"] == "train").all() and (frame["label_source"] == "real_background").all()
 
 
@@ -151,3 +153,26 @@ def test_mix_lists_sources_with_their_own_splits_and_bands(tmp_path):
     assert "r0" not in read_manifest(only4.parent)["scene_id"].tolist()
     with pytest.raises(ValueError, match="repeat"):
         write_mixed_dataset(tmp_path / "mix2", [tmp_path / "sim", tmp_path / "sim"])
+
+
+def test_consensus_labels_ignore_disagreement():
+    ukis = np.array([[CLEAR, THICK_CLOUD, CLEAR, CLOUD_SHADOW, IGNORE_INDEX]], np.uint8)
+    s2cloudless = np.array([[CLEAR, THICK_CLOUD, THICK_CLOUD, CLEAR, CLEAR]], np.uint8)
+    labels = consensus_labels({"ukis": ukis, "s2cloudless": s2cloudless})
+    # agreement kept; cloud vs clear disputed; s2cloudless cannot say shadow, so ukis decides it
+    assert labels.tolist() == [[CLEAR, THICK_CLOUD, IGNORE_INDEX, CLOUD_SHADOW, IGNORE_INDEX]]
+
+
+def test_curated_set_follows_the_curation_list(realdata, tmp_path):
+    scenes = [s for s in find_real_scenes(realdata) if s.name in (
+        "eolearn-5dates/0", "eolearn-5dates/2", "l2a-cloudcover-chips/akny")]  # fmt: skip
+    listed = tmp_path / "curation.csv"
+    listed.write_text("scene_id,decision,reason\neolearn-5dates-0,accept,overcast\n")
+    manifest = write_curated_set(scenes, tmp_path / "curated", CurationList.read(listed), False)
+    frame = read_manifest(manifest.parent).set_index("scene_id")
+    assert frame["curation"].to_dict() == {
+        "eolearn-5dates-0": "accepted",
+        "eolearn-5dates-2": "pending",
+    }  # chip: one detector
+    with rasterio.open(manifest.parent / frame.loc["eolearn-5dates-0", "mask_path"]) as mask:
+        assert mask.shape == (101, 50) and (mask.read(1) == THICK_CLOUD).mean() > 0.9

@@ -25,7 +25,7 @@ from rasterio.windows import Window
 
 from cloudseg.data.manifest import MANIFEST_NAME, DatasetWriter
 from cloudseg.data.realdata.detectors import clear_agreement, run_detectors
-from cloudseg.data.realdata.scenes import RealScene, training_columns
+from cloudseg.data.realdata.scenes import LoadedScene, training_columns
 from cloudseg.data.simulate.acquisition import revisit_dates
 from cloudseg.data.simulate.atmosphere import (
     Atmosphere,
@@ -87,14 +87,14 @@ def random_atmosphere(key: int) -> tuple[Atmosphere, float, float, tuple[float, 
     return atmosphere, float(rng.uniform(*SUN_AZIMUTH)), float(rng.uniform(*SUN_ELEVATION)), origin
 
 
-def _full_surface(scene: RealScene, columns: slice) -> np.ndarray:
+def _full_surface(scene: LoadedScene, columns: slice) -> np.ndarray:
     surface = np.full((len(L1C_BANDS), scene.grid.height, columns.stop), np.nan, np.float32)
     for band in scene.bands:
         surface[L1C_BANDS.index(band)] = scene.band(band)[:, columns]
     return surface
 
 
-def background_views(scene: RealScene, gsds: tuple[int, ...]):
+def background_views(scene: LoadedScene, gsds: tuple[int, ...]):
     """``(gsd_m, surface (13, y, x), clear, grid)`` of the training half at ``scene``'s GSD and
     at each coarser GSD of ``gsds`` that is a whole multiple of it."""
     columns = training_columns(scene.grid.width)
@@ -114,7 +114,7 @@ def background_views(scene: RealScene, gsds: tuple[int, ...]):
 
 
 def write_background_set(
-    scenes: list[RealScene],
+    scenes: list[LoadedScene],
     out: str | os.PathLike,
     renders_per_view: int = 4,
     seed: int = 0,

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from cloudseg.data.realdata.detectors import clear_agreement, run_detectors
-from cloudseg.data.realdata.scenes import RealScene, training_columns
+from cloudseg.data.realdata.scenes import LoadedScene, training_columns
 from cloudseg.data.simulate.library import LAND_TYPES, SpectralLibrary
 from cloudseg.data.simulate.noise import stable_key
 from cloudseg.sentinel2.bands import BANDS, L1C_BANDS, L2A_BANDS
@@ -33,7 +33,7 @@ TOWN_MAX_GSD_M = 20.0
 _WAVELENGTHS_NM = np.array([band.center_nm for band in BANDS], dtype=np.float32)
 
 
-def toa_spectra(scene: RealScene) -> np.ndarray | None:
+def toa_spectra(scene: LoadedScene) -> np.ndarray | None:
     """The scene as 13-band TOA reflectance ``(13, y, x)``, or None if it lacks bands."""
     if scene.has(L1C_BANDS):
         return np.stack([scene.band(band) for band in L1C_BANDS])
@@ -82,7 +82,9 @@ def classify_land(toa: np.ndarray, gsd_m: float) -> np.ndarray:
     return code
 
 
-def build_library(scenes: list[RealScene], seed: int = 0, verbose: bool = True) -> SpectralLibrary:
+def build_library(
+    scenes: list[LoadedScene], seed: int = 0, verbose: bool = True
+) -> SpectralLibrary:
     """The library from the clear training halves of ``scenes`` (see the module doc)."""
     spectra, land, source, names, used = [], [], [], [], {}
     for scene in scenes:

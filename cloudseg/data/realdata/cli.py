@@ -3,6 +3,8 @@
     python -m cloudseg.data.realdata library --source ../shared/realdata --out data/real/library.npz
     python -m cloudseg.data.realdata backgrounds --source ../shared/realdata \
         --out data/real/backgrounds
+    python -m cloudseg.data.realdata curated --source ../shared/realdata \
+        --curation data/manifests/realdata_consensus_curation.csv --out data/real/curated
     python -m cloudseg.data.realdata demo --realdata ../shared/realdata --out data/demo
     python -m cloudseg.data.realdata mix --dataset data/simulated/labeled \
         --dataset data/real/backgrounds --out data/demo
@@ -19,11 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import write_background_set
 from cloudseg.data.realdata.build_library import build_library
-from cloudseg.data.realdata.demo import prepare_demo_data
-from cloudseg.data.realdata.scenes import RealScene, find_real_scenes
+from cloudseg.data.realdata.curated import write_curated_set
+from cloudseg.data.realdata.demo import CURATION_LIST, prepare_demo_data
+from cloudseg.data.realdata.scenes import LoadedScene, find_real_scenes
 from cloudseg.data.simulate.scale import SUPPORTED_GSD_M
 
 
@@ -42,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--gsd", type=int, nargs="*", choices=SUPPORTED_GSD_M, default=[20, 30, 60],
         help="coarser GSDs to also render fine scenes at (block-averaged)",
     )  # fmt: skip
+    curated = commands.add_parser(
+        "curated", help="real scenes labeled by the detectors' consensus, ignore where they differ"
+    )
+    curated.add_argument(
+        "--curation", type=Path, default=None,
+        help="scene_id,decision,reason list (e.g. data/manifests/realdata_consensus_curation.csv);"
+        " scenes it does not name stay pending",
+    )  # fmt: skip
     mix = commands.add_parser("mix", help="one training dataset listing several (nothing copied)")
     mix.add_argument("--dataset", type=Path, action="append", required=True,
                      help="a dataset folder to include (repeatable)")  # fmt: skip
@@ -53,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder of real scenes (absent: simulated only)")  # fmt: skip
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--seed", type=int, default=0)
-    for command in (library, backgrounds):
+    demo.add_argument("--curation", type=Path, default=CURATION_LIST,
+                      help="curation list of the consensus-labeled real scenes")  # fmt: skip
+    for command in (library, backgrounds, curated):
         command.add_argument(
             "--source", type=Path, action="append", required=True,
             help="folder of real scenes (repeatable), e.g. ../shared/realdata",
@@ -63,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_sources(sources: list[Path]) -> list[RealScene]:
+def load_sources(sources: list[Path]) -> list[LoadedScene]:
     scenes = []
     for source in sources:
         found = find_real_scenes(source)
@@ -79,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "mix":
             written = write_mixed_dataset(args.out, args.dataset)
         elif args.command == "demo":
-            written = prepare_demo_data(args.out, args.realdata, args.seed)
+            written = prepare_demo_data(args.out, args.realdata, args.seed, args.curation)
+        elif args.command == "curated":
+            curation = None if args.curation is None else CurationList.read(args.curation)
+            written = write_curated_set(load_sources(args.source), args.out, curation)
         elif args.command == "library":
             scenes = load_sources(args.source)
             library = build_library(scenes, seed=args.seed)

@@ -4,6 +4,8 @@
     <out>/library.npz       spectral library of real clear-sky pixels (from --realdata)
     <out>/simulated/        simulated labeled scenes (DEMO_RECIPE: library surfaces, GSDs)
     <out>/backgrounds/      simulated clouds on real clear backgrounds (from --realdata)
+    <out>/curated/          real scenes labeled by the detectors' consensus (from --realdata,
+                            accepted by the curation list)
     <out>/mix/              the training dataset: a manifest over the folders above
 
 Each step is skipped when its output is complete (the file it writes last exists), so a rerun
@@ -16,10 +18,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.manifest import MANIFEST_NAME
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import write_background_set
 from cloudseg.data.realdata.build_library import build_library
+from cloudseg.data.realdata.curated import write_curated_set
 from cloudseg.data.realdata.scenes import find_real_scenes
 from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.products import write_labeled_set
@@ -29,16 +33,26 @@ DEMO_RECIPE = {
     "library": True,  # simulated surfaces from the real spectral library
     "gsds": (10, 20, 30, 60),  # simulated scenes cycled over these GSDs
     "backgrounds": True,  # simulated clouds on real clear backgrounds
+    "curated": True,  # real scenes labeled by the detectors' consensus, curated
     "n_scenes": 100,
     "size": 512,
     "renders": 6,
 }
 
 
+CURATION_LIST = Path("data/manifests/realdata_consensus_curation.csv")
+
+
 def prepare_demo_data(
-    out: str | os.PathLike, realdata: str | os.PathLike | None, seed: int = 0
+    out: str | os.PathLike,
+    realdata: str | os.PathLike | None,
+    seed: int = 0,
+    curation: str | os.PathLike | None = CURATION_LIST,
 ) -> Path:
-    """Prepare the default training mix under ``out`` (see the module doc); return the mix."""
+    """Prepare the default training mix under ``out`` (see the module doc); return the mix.
+
+    ``curation`` accepts or rejects the consensus-labeled real scenes (scenes it does not name
+    are listed as pending and not trained on)."""
     out = Path(out)
     real = Path(realdata) if realdata is not None and Path(realdata).is_dir() else None
     if real is None:
@@ -51,12 +65,12 @@ def prepare_demo_data(
     if real is not None and DEMO_RECIPE["library"]:
         path = out / "library.npz"
         if not path.exists():
-            print("== demo-data 1/4: spectral library of real clear-sky pixels")
+            print("== demo-data 1/5: spectral library of real clear-sky pixels")
             build_library(scenes, seed=seed).save(path)
         library = SpectralLibrary.load(path)
     sources = [out / "simulated"]
     if not (out / "simulated" / MANIFEST_NAME).exists():
-        print("== demo-data 2/4: simulated labeled scenes")
+        print("== demo-data 2/5: simulated labeled scenes")
         write_labeled_set(
             out / "simulated", DEMO_RECIPE["n_scenes"], DEMO_RECIPE["size"], seed,
             library=library, gsds=DEMO_RECIPE["gsds"],
@@ -64,7 +78,13 @@ def prepare_demo_data(
     if real is not None and DEMO_RECIPE["backgrounds"]:
         sources.append(out / "backgrounds")
         if not (out / "backgrounds" / MANIFEST_NAME).exists():
-            print("== demo-data 3/4: simulated clouds on real clear backgrounds")
+            print("== demo-data 3/5: simulated clouds on real clear backgrounds")
             write_background_set(scenes, out / "backgrounds", DEMO_RECIPE["renders"], seed)
-    print("== demo-data 4/4: training mix")
+    if real is not None and DEMO_RECIPE["curated"]:
+        sources.append(out / "curated")
+        if not (out / "curated" / MANIFEST_NAME).exists():
+            print("== demo-data 4/5: real scenes labeled by the detectors' consensus")
+            decisions = CurationList.read(curation) if curation is not None else None
+            write_curated_set(scenes, out / "curated", decisions)
+    print("== demo-data 5/5: training mix")
     return write_mixed_dataset(out / "mix", sources)

@@ -1,35 +1,34 @@
-"""The real-trained detectors that run offline, on a whole :class:`RealScene` array.
+"""The real-trained detectors that run offline, on a whole :class:`LoadedScene` array.
 
-* ``ukis``: ukis-csmask (CloudSEN12+/SPARCS-trained ONNX nets): 6-band model where B11/B12 exist,
-  else 4-band; fed B02 B03 B04 and **B08** as NIR (the 10 m broad NIR its Sentinel-2 training
-  bands used), reflectance 0-1 with the baseline offset removed, nodata 0 with ``nodata_value=0``
-  (other values are mishandled) and ``invalid_buffer`` >= 1 (0 marks the whole image invalid).
-  It was trained at about 30 m: finer scenes are block-averaged to ~30 m first.
+* ``ukis``: ukis-csmask through :func:`cloudseg.detectors.ukis.classify` (6-band model where B11
+  and B12 exist, else 4-band; B08 as NIR; its traps handled there), on the scene block-averaged
+  to about 30 m, the pixel size it was trained at.
 * ``s2cloudless``: its 10 L1C bands (TOA) at ~60 m, Sentinel Hub's default threshold, averaging
   and dilation; cloud only (written ``thick_cloud``).
 * ``scl``: the L2A scene classification, mapped as the SCL importer maps it.
 
 Each returns uint8 class codes (:mod:`cloudseg.labels`) on the scene grid, 255 where it has no
-answer. :func:`clear_agreement` is where every detector that ran says clear: the pixels the
-spectral library and the real backgrounds may treat as cloud-free.
+answer. :func:`clear_agreement` is where the detectors that ran agree it is clear (their
+consensus, :mod:`cloudseg.detectors.consensus`): the pixels the spectral library and the real
+backgrounds may treat as cloud-free.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
 
 from cloudseg.data.importers.scl import scl_to_mask
-from cloudseg.data.realdata.scenes import RealScene
+from cloudseg.data.realdata.scenes import LoadedScene
 from cloudseg.data.simulate.scale import block_mean, repeat_blocks
-from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
+from cloudseg.detectors.consensus import Detection, reference_map
+from cloudseg.detectors.ukis import UKIS_BANDS, band_names_for
+from cloudseg.detectors.ukis import classify as ukis_classify
+from cloudseg.labels import CLASS_NAMES, CLEAR, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.bands import S2CLOUDLESS_BANDS
 
-UKIS_BANDS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11",
-              "swir22": "B12"}  # fmt: skip
 UKIS_GSD_M = 30.0
 S2CLOUDLESS_GSD_M = 60.0
 #: Clear pixels closer than this to a non-clear answer are not trusted as clear (cloud edges).
@@ -40,33 +39,20 @@ def _factor(gsd_m: float, target_m: float) -> int:
     return max(1, int(round(target_m / gsd_m)))
 
 
-def ukis(scene: RealScene) -> np.ndarray:
-    from ukis_csmask.mask import CSmask
-
-    names = [name for name, band in UKIS_BANDS.items() if band in scene.bands]
-    if not {"blue", "green", "red", "nir"} <= set(names):
+def ukis(scene: LoadedScene) -> np.ndarray:
+    """ukis-csmask (:func:`cloudseg.detectors.ukis.classify`) at about 30 m."""
+    names = band_names_for(scene.bands)
+    if names is None:
         raise ValueError(f"{scene.name}: ukis-csmask needs B02 B03 B04 B08; it has {scene.bands}.")
-    if not {"swir16", "swir22"} <= set(names):
-        names = ["blue", "green", "red", "nir"]
     stack = np.stack([scene.band(UKIS_BANDS[name]) for name in names])
     factor = _factor(scene.gsd_m, UKIS_GSD_M)
-    coarse = np.nan_to_num(block_mean(stack, factor), nan=0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "smaller than the 256 x 256 tiling"
-        csm = CSmask(
-            np.ascontiguousarray(np.moveaxis(coarse, 0, -1), dtype=np.float32),
-            band_order=names,
-            product_level=scene.product_level,
-            nodata_value=0,
-            invalid_buffer=1,
-            intra_op_num_threads=1,
-            inter_op_num_threads=1,
-        ).csm[..., 0]
-    classes = np.choose(np.minimum(csm, 2), [CLEAR, THICK_CLOUD, CLOUD_SHADOW]).astype(np.uint8)
+    classes = ukis_classify(
+        np.moveaxis(block_mean(stack, factor), 0, -1), names, scene.product_level, threads=1
+    )
     return _finish(repeat_blocks(classes, factor, scene.grid.shape), scene)
 
 
-def s2cloudless(scene: RealScene) -> np.ndarray:
+def s2cloudless(scene: LoadedScene) -> np.ndarray:
     from s2cloudless import S2PixelCloudDetector
 
     if scene.product_level != "l1c" or not scene.has(S2CLOUDLESS_BANDS):
@@ -83,26 +69,26 @@ def s2cloudless(scene: RealScene) -> np.ndarray:
     return _finish(repeat_blocks(classes, factor, scene.grid.shape), scene)
 
 
-def scl(scene: RealScene) -> np.ndarray:
+def scl(scene: LoadedScene) -> np.ndarray:
     if scene.scl is None:
         raise ValueError(f"{scene.name}: no SCL layer (L2A only).")
     return _finish(scl_to_mask(scene.scl, f"SCL of {scene.name}"), scene)
 
 
-def _finish(classes: np.ndarray, scene: RealScene) -> np.ndarray:
+def _finish(classes: np.ndarray, scene: LoadedScene) -> np.ndarray:
     classes = classes.copy()
     classes[~scene.valid] = IGNORE_INDEX
     return classes
 
 
-DETECTORS: dict[str, Callable[[RealScene], np.ndarray]] = {
+DETECTORS: dict[str, Callable[[LoadedScene], np.ndarray]] = {
     "ukis": ukis,
     "s2cloudless": s2cloudless,
     "scl": scl,
 }
 
 
-def applicable(scene: RealScene) -> list[str]:
+def applicable(scene: LoadedScene) -> list[str]:
     """Detectors that can run on ``scene``'s bands and layers."""
     names = []
     if scene.has(("B02", "B03", "B04", "B08")):
@@ -114,19 +100,30 @@ def applicable(scene: RealScene) -> list[str]:
     return names
 
 
-def run_detectors(scene: RealScene) -> dict[str, np.ndarray]:
+def run_detectors(scene: LoadedScene) -> dict[str, np.ndarray]:
     """Every applicable detector's classes for ``scene``."""
     return {name: DETECTORS[name](scene) for name in applicable(scene)}
+
+
+#: The classes each detector can output (a detector votes only on what it can answer).
+EMITS = {"ukis": ("clear", "thick_cloud", "cloud_shadow"), "s2cloudless": ("clear", "thick_cloud"),
+         "scl": CLASS_NAMES}  # fmt: skip
+
+
+def detections(masks: dict[str, np.ndarray]) -> list[Detection]:
+    """The detector masks as :class:`~cloudseg.detectors.consensus.Detection` votes."""
+    return [Detection(name, mask, EMITS[name]) for name, mask in masks.items()]
 
 
 def clear_agreement(
     masks: dict[str, np.ndarray], gsd_m: float, margin_m: float = CLEAR_MARGIN_M
 ) -> np.ndarray:
-    """True where every detector says clear and no detector's non-clear answer lies within
-    ``margin_m`` (cloud edges and faint fringes are not trusted as clear)."""
+    """True where the detectors' consensus (:func:`~cloudseg.detectors.consensus.reference_map`)
+    is clear and no detector's non-clear answer lies within ``margin_m`` (cloud edges and faint
+    fringes are not trusted as clear)."""
     if not masks:
         raise ValueError("clear_agreement needs at least one detector mask.")
-    clear = np.logical_and.reduce([mask == CLEAR for mask in masks.values()])
+    clear = reference_map(detections(masks)) == CLEAR
     not_clear = np.logical_or.reduce(
         [(mask != CLEAR) & (mask != IGNORE_INDEX) for mask in masks.values()]
     )

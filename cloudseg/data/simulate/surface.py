@@ -32,6 +32,7 @@ from cloudseg.data.simulate.noise import (
     to_uniform,
     uniform_field,
 )
+from cloudseg.data.simulate.relief import b10_altitude_gain, illumination
 from cloudseg.data.simulate.sites import PIXEL_SIZE_M, Site
 
 LANDCOVER_CLASSES: tuple[str, ...] = (
@@ -52,7 +53,7 @@ VEGETATION, DRY_VEGETATION, BARE_SOIL, SAND, WATER_BODY, BUILT_UP, SNOW = range(
 
 #: Endmember spectra (rows, ``ENDMEMBERS`` order) in the 13 L1C bands, clear-sky TOA reflectance.
 #: B01/B02 include path radiance; B09 is damped by water vapour and B10 (1375 nm) almost nothing
-#: reaches the ground and comes back, except from high terrain (see ``_b10_altitude_gain``).
+#: reaches the ground and comes back, except from high terrain (see ``relief.b10_altitude_gain``).
 #: Columns:   B01    B02    B03    B04    B05    B06    B07    B08    B8A    B09    B10    B11    B12
 SPECTRA = np.array([
     [0.110, 0.078, 0.068, 0.038, 0.075, 0.200, 0.260, 0.280, 0.300, 0.085, 0.0020, 0.150, 0.065],
@@ -105,7 +106,6 @@ DUNES = FieldSpec(cell=30, octaves=3, stretch=3.0, angle_deg=70.0)
 #: How strongly fine texture modulates each land-cover class (``LANDCOVER_CLASSES`` order):
 #: tree crowns most, calm water least.
 FINE_TEXTURE_GAIN = (0.3, 1.6, 0.6, 1.0, 0.3, 0.8, 0.6)
-MAX_ILLUMINATION = 1.6  # sun-facing slopes; caps snow on steep slopes at a plausible brightness
 RIVER_HALF_WIDTH = 0.004  # in RIVERS noise units: about 50-100 m wide
 PARCEL_SIZE_PX = (34.0, 21.0)
 PARCEL_ANGLE_DEG = 17.0
@@ -334,8 +334,8 @@ def surface_state(
     weights = weights * (1.0 - snow) + snow_weights * snow
 
     reflectance = mix_endmembers(weights, spectra)
-    reflectance *= _illumination(static, sun_azimuth, sun_elevation)
-    reflectance[B10_INDEX] *= _b10_altitude_gain(static.height_m)
+    reflectance *= illumination(static.slope_east, static.slope_north, sun_azimuth, sun_elevation)
+    reflectance[B10_INDEX] *= b10_altitude_gain(static.height_m)
     return SurfaceState(reflectance=reflectance, snow_fraction=snow)
 
 
@@ -375,22 +375,3 @@ def _snow_fraction(static: StaticSurface, site: Site, seed: int, date: dt.date) 
     frozen = site.lakes_freeze and winterness(date) > LAKE_FREEZE_WINTERNESS
     fraction = np.where(landcover == WATER, 1.0 if frozen else 0.0, fraction)
     return fraction.astype(np.float32)
-
-
-def _illumination(static: StaticSurface, sun_azimuth: float, sun_elevation: float) -> np.ndarray:
-    """Relative irradiance of each slope (1 on flat ground): direct light by incidence angle
-    plus a diffuse share, so slopes facing away from the sun are dark but never black."""
-    azimuth, elevation = math.radians(sun_azimuth), math.radians(sun_elevation)
-    sun_east = math.sin(azimuth) * math.cos(elevation)
-    sun_north = math.cos(azimuth) * math.cos(elevation)
-    sun_up = math.sin(elevation)
-    norm = np.sqrt(1.0 + static.slope_east**2 + static.slope_north**2)
-    cos_incidence = (-static.slope_east * sun_east - static.slope_north * sun_north + sun_up) / norm
-    diffuse = 0.25
-    direct = np.clip(cos_incidence, 0.0, None) / sun_up
-    return np.minimum(diffuse + (1.0 - diffuse) * direct, MAX_ILLUMINATION).astype(np.float32)
-
-
-def _b10_altitude_gain(height_m: np.ndarray) -> np.ndarray:
-    """Less water vapour above high ground lets some 1375 nm light back: up to x10 at 3.5 km."""
-    return (1.0 + 9.0 * np.clip(height_m / 3500.0, 0.0, 1.0) ** 2).astype(np.float32)
