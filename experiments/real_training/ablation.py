@@ -122,6 +122,13 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path) -> float:
     return round(tp / max(tp + fp + fn, 1), 4)
 
 
+def score_checkpoint(checkpoint: str, prepared, sim_test: Path) -> dict:
+    """``{"real": yardstick scores, "sim_iou": simulated test IoU}`` of one checkpoint."""
+    predictor = WindowedPredictor.from_checkpoint(checkpoint)
+    real, _ = score_model(prepared, model_predict(predictor))
+    return {"real": real, "sim_iou": sim_test_iou(predictor, sim_test)}
+
+
 def colour(mask: np.ndarray) -> np.ndarray:
     out = np.zeros((*mask.shape, 3), np.uint8)
     for code, rgb in CLASS_COLORS.items():
@@ -194,7 +201,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--bands", type=int, nargs="+", default=[6], choices=sorted(BAND_SETS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--rescore", action="store_true", help="score trained runs again")
+    parser.add_argument(
+        "--rescore", action="store_true", help="score the runs already trained again (no training)"
+    )
     parser.add_argument(
         "--checkpoint", nargs=2, action="append", default=[], metavar=("LABEL", "CKPT"),
         help="also score a checkpoint trained elsewhere (e.g. the full 20-epoch demo)",
@@ -212,24 +221,22 @@ def main() -> int:
             score = Path(args.runs) / run_name(arm, n_bands, args.epochs) / "score.json"
             if score.exists() and not args.rescore:
                 continue
+            if args.rescore and not score.exists():
+                continue  # --rescore scores what was trained, it trains nothing
             sources = [s.format(sim=args.sim_test, data=args.data) for s in ARMS[arm]]
             run = train(arm, n_bands, sources, args)
-            predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
-            real, _ = score_model(prepared, model_predict(predictor))
-            sim_iou = sim_test_iou(predictor, args.sim_test)
-            run.update(arm=arm, bands=n_bands, real=real, sim_iou=sim_iou, epochs=args.epochs)
+            run.update(arm=arm, bands=n_bands, epochs=args.epochs)
+            run.update(score_checkpoint(run["checkpoint"], prepared, args.sim_test))
             score.write_text(json.dumps(run, indent=1))
-            print(f"{arm} {n_bands}: sim {run['sim_iou']} real {real}", flush=True)
+            print(f"{arm} {n_bands}: sim {run['sim_iou']} real {run['real']}", flush=True)
     runs = [json.loads(path.read_text()) for path in Path(args.runs).glob("*/score.json")]
     for label, checkpoint in args.checkpoint:
-        predictor = WindowedPredictor.from_checkpoint(checkpoint)
-        real, _ = score_model(prepared, model_predict(predictor))
-        runs.append({"arm": label, "bands": len(predictor.bands), "checkpoint": checkpoint,
-                     "scenes": "-", "epochs": "-", "real": real,
-                     "sim_iou": sim_test_iou(predictor, args.sim_test)})  # fmt: skip
+        n_bands = len(WindowedPredictor.from_checkpoint(checkpoint).bands)
+        runs.append({"arm": label, "bands": n_bands, "checkpoint": checkpoint, "scenes": "-",
+                     "epochs": 20, **score_checkpoint(checkpoint, prepared, args.sim_test)})  # fmt: skip
     order = {arm: index for index, arm in enumerate(ARMS)}
     report["runs"] = sorted(runs, key=lambda r: (r["bands"], order.get(r["arm"], -1)))
-    best = max(report["runs"], key=real_merit)
+    best = max((run for run in report["runs"] if run["arm"] in ARMS), key=real_merit)
     report["best"] = f"{best['arm']} ({best['bands']} bands)"
     predictor = WindowedPredictor.from_checkpoint(best["checkpoint"])
     _, predictions = score_model(prepared, model_predict(predictor))
