@@ -33,8 +33,10 @@ _SIGNATURES = (
     ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "a TIFF raster (a scene or mask?)"),
     ((b"\x00\x00\x00\x0cjP",), "a JPEG 2000 raster (a band file?)"),
     ((b"{", b"["), "a JSON file"),
-    ((b"PK\x03\x04",), "a damaged or truncated checkpoint archive (copied or written only "
-     "in part?)"),
+    (
+        (b"PK\x03\x04",),
+        "a damaged or truncated checkpoint archive (copied or written only in part?)",
+    ),
 )
 
 

@@ -60,9 +60,7 @@ def lock_owner(folder: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def exclusive_folder(
-    folder: str | os.PathLike, what: str, wait_s: float = 0.0
-) -> Iterator[Path]:
+def exclusive_folder(folder: str | os.PathLike, what: str, wait_s: float = 0.0) -> Iterator[Path]:
     """Hold ``folder`` (created if missing) for one run; ``what`` names it in messages (e.g.
     ``out_dir=/x``). A folder another run holds raises FolderBusyError naming that run, at once
     (``wait_s=0``) or after waiting ``wait_s`` seconds for it to finish (``-1``: no limit)."""

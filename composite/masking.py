@@ -1,20 +1,18 @@
 """A cloud mask for every scene of a stack, cached, and the exclusion mask a composite window uses.
 
-Mask sources (``MaskSettings.source``):
-
-- ``model``: the trained checkpoint, run on the whole scene exactly as ``cloudfree-predict`` runs
-  it (:func:`cloudseg.inference.predict.predict_scene`: class and probability COGs);
-- ``scl``: the L2A scene classification; ``s2cloudless``: Sentinel Hub's detector (needs the 10
-  L1C bands it was trained on), both through :mod:`cloudseg.inference.baselines`;
-- ``none``: no mask, every observation with data counts (the plain percentile).
+Masks come from the mask producer named by ``MaskSettings.source``, any name of
+:mod:`cloudseg.inference.producers` (``model``: the trained checkpoint, run on the whole scene as
+``cloudfree-predict`` runs it; ``scl``; ``s2cloudless``; ``threshold``; ``none``: no mask, every
+observation with data counts, the plain percentile). The model runs with ``MaskSettings.inference``
+(an :class:`~cloudseg.inference.spec.InferenceSpec`), by default :data:`COMPOSITE_INFERENCE`.
 
 Masks are class rasters (codes of :mod:`cloudseg.labels`, 255 = no prediction) on each scene's own
-grid, cached as ``<cache_dir>/<mask key>/<scene id>-<fingerprint>.tif``. The mask key names what
-made the mask: ``<checkpoint sha256[:16]>-<inference options digest>`` for the model (the digest
-covers every option that changes the classes, ``cloud_threshold`` and ``clear_threshold``
-included), ``scl`` or ``s2cloudless``; the scene fingerprint changes when the scene's files
-change. A cached mask is reused as it is; masks are written atomically, so a killed run leaves no
-half mask behind.
+grid, cached as ``<cache_dir>/<producer cache key>/<scene id>-<fingerprint>.tif``. The cache key
+names what made the mask (:meth:`~cloudseg.inference.producers.MaskProducer.cache_key`: for the
+model ``<checkpoint sha256[:16]>-<inference digest>``, the digest covering every option that
+changes the classes, the rule's thresholds included); the scene fingerprint changes when the
+scene's files change. A cached mask is reused as it is; masks are written atomically, so a killed
+run leaves no half mask behind.
 
 :func:`exclusion_window` turns a mask into the composite's exclusion for one window of the output
 grid: the excluded classes (default thick cloud, thin cloud, cloud shadow), grown by
@@ -25,14 +23,11 @@ buffer's width, so a cloud just outside a window still grows into it: windows ne
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -40,102 +35,43 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from scipy.ndimage import binary_dilation
 
-from cloudseg.labels import CLASS_NAMES, DEFAULT_EXCLUDED, IGNORE_INDEX, class_codes
-from cloudseg.sentinel2.bands import resolve_bands
-from cloudseg.sentinel2.cog import write_cog
+from cloudseg.inference.producers import MaskProducer, build_producer, lacking_bands
+from cloudseg.inference.spec import CLASS_NODATA, InferenceSpec, MaskRule
+from cloudseg.labels import CLASS_NAMES, DEFAULT_EXCLUDED, class_codes
 from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.reader import aligned_window, read_padded
 from cloudseg.sentinel2.sources import SceneError
 from composite.cluster import Executor
 from composite.stack import Stack, StackScene
 
-if TYPE_CHECKING:  # torch, lightning and s2cloudless load only when a mask source needs them
-    from cloudseg.inference.baselines import S2CloudlessProducer, SCLProducer
-    from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
-
 log = logging.getLogger(__name__)
 
-MASK_SOURCES: tuple[str, ...] = ("model", "scl", "s2cloudless", "none")
 #: Errors of reading one scene; anything else is a bug or a configuration error and propagates.
 READ_ERRORS: tuple[type[Exception], ...] = (SceneError, RasterioError)
-CHUNK_BYTES = 1 << 20
-#: Class raster value where a mask makes no prediction (no data, saturated...).
-CLASS_NODATA = IGNORE_INDEX
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How the checkpoint runs over a scene (see :class:`InferenceOptions`).
-
-    ``resolution`` (metres) runs the model on a coarser grid and upsamples its probabilities;
-    ``cloud_threshold`` classifies cloud where p(thick) + p(thin) reaches it (``None``: argmax);
-    ``clear_threshold`` then keeps a pixel clear only where p(clear) reaches it (``None``: no
-    such rule; see :mod:`cloudseg.inference.predict` for how the two combine).
-    """
-
-    resolution: float | None = None
-    cloud_threshold: float | None = None
-    clear_threshold: float | None = None
-    window_size: int | None = None
-    overlap: int | None = None
-    batch_size: int = 8
-    device: str = "auto"
-    amp: bool = True
-    flips: bool = False
-
-    def __post_init__(self) -> None:
-        if self.cloud_threshold is None and self.clear_threshold is None:
-            return  # no need to load torch to check nothing
-        from cloudseg.inference.predict import check_thresholds
-
-        try:
-            check_thresholds(self.cloud_threshold, self.clear_threshold)
-        except ValueError as err:
-            raise ValueError(f"masks.inference: {err}") from err
-
-    def options(self, progress: bool) -> InferenceOptions:
-        from cloudseg.inference.predictor import InferenceOptions
-
-        return InferenceOptions(
-            window_size=self.window_size,
-            overlap=self.overlap,
-            batch_size=self.batch_size,
-            device=self.device,
-            amp=self.amp,
-            flips=self.flips,
-            progress=progress,
-        )
-
-    def digest(self) -> str:
-        """Short hash of the options that change the mask (not device, batch size or AMP)."""
-        relevant = {
-            "resolution": self.resolution,
-            "cloud_threshold": self.cloud_threshold,
-            "window_size": self.window_size,
-            "overlap": self.overlap,
-            "flips": self.flips,
-        }
-        if self.clear_threshold is not None:  # absent when unset: older cached masks stay valid
-            relevant["clear_threshold"] = self.clear_threshold
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+#: How composites run the model: with ~100 dates a missed cloud costs far more than a dropped
+#: clear view, so a view counts as clear only where p(clear) >= 0.9 (on the demo's tiles this,
+#: against argmax, cut the pixels whose value uses a truly cloudy observation from 0.042/0.053
+#: to 0.0072/0.0089); 8 windows per batch, as the demo's composites were made (the batch size
+#: moves probabilities by ~1e-7, so it is part of what reproduces a composite bit for bit).
+COMPOSITE_INFERENCE = InferenceSpec(batch_size=8, rule=MaskRule(clear_threshold=0.9))
 
 
 @dataclass(frozen=True)
 class MaskSettings:
-    """Where masks come from and what they exclude. ``checkpoint`` is needed for ``model``."""
+    """Where masks come from and what they exclude. ``checkpoint`` is needed for ``model``.
+
+    The producer is built (and its options checked) at construction: :attr:`producer`.
+    """
 
     source: str = "model"
     exclude: tuple[str, ...] = DEFAULT_EXCLUDED
     buffer_m: float = 0.0
     cache_dir: str = "outputs/cache/masks"
     checkpoint: str | None = None
-    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    inference: InferenceSpec = COMPOSITE_INFERENCE
+    producer: MaskProducer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.source not in MASK_SOURCES:
-            raise ValueError(
-                f"masks.source={self.source!r} is not a mask source; use one of {list(MASK_SOURCES)}."
-            )
         object.__setattr__(self, "exclude", tuple(self.exclude))
         try:
             class_codes(self.exclude)
@@ -145,11 +81,13 @@ class MaskSettings:
             raise ValueError("masks.exclude lists 'clear': that would exclude every observation.")
         if self.buffer_m < 0:
             raise ValueError(f"masks.buffer_m={self.buffer_m} must be >= 0 (metres).")
-        if self.source == "model" and not self.checkpoint:
-            raise ValueError(
-                "masks.source=model needs a checkpoint: pass ckpt=/path/to/best.ckpt (or use "
-                "masks.source=scl|s2cloudless|none)."
+        try:
+            producer = build_producer(
+                self.source, checkpoint=self.checkpoint, inference=self.inference
             )
+        except ValueError as err:
+            raise ValueError(f"masks.source={self.source}: {err}") from err
+        object.__setattr__(self, "producer", producer)
 
     @property
     def exclude_codes(self) -> tuple[int, ...]:
@@ -200,25 +138,6 @@ class MaskOutcome:
     error: str | None = None
 
 
-# -- cache keys --------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def mask_key(settings: MaskSettings, checkpoint_sha256: str | None) -> str:
-    """The cache folder name for masks made by ``settings`` (see the module docstring)."""
-    if settings.source == "model":
-        return f"{checkpoint_sha256[:16]}-{settings.inference.digest()}"
-    return settings.source
-
-
 def mask_path(cache_dir: Path, key: str, scene: StackScene) -> Path:
     return cache_dir / key / f"{scene.scene_id}-{scene.fingerprint[:12]}.tif"
 
@@ -226,69 +145,12 @@ def mask_path(cache_dir: Path, key: str, scene: StackScene) -> Path:
 # -- making masks ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def load_predictor(
-    checkpoint: str, inference: InferenceSettings, progress: bool
-) -> WindowedPredictor:
-    """The checkpoint's predictor, loaded once per process (workers reuse it across scenes)."""
-    from cloudseg.inference.predictor import WindowedPredictor
-
-    return WindowedPredictor.from_checkpoint(checkpoint, inference.options(progress))
-
-
-def producer_for(source: str) -> SCLProducer | S2CloudlessProducer:
-    from cloudseg.inference.baselines import S2CloudlessProducer, SCLProducer
-
-    return SCLProducer() if source == "scl" else S2CloudlessProducer()
-
-
-def required_bands(settings: MaskSettings) -> tuple[str, ...]:
-    """Layers every scene needs for the mask source."""
-    if settings.source == "model":
-        from cloudseg.checkpoint import read_checkpoint_metadata
-
-        _, metadata = read_checkpoint_metadata(settings.checkpoint)
-        return resolve_bands(metadata["bands"])
-    if settings.source in ("scl", "s2cloudless"):
-        return producer_for(settings.source).required
-    return ()
-
-
-def make_mask(settings: MaskSettings, task: MaskTask, progress: bool = False) -> MaskOutcome:
+def make_mask(producer: MaskProducer, task: MaskTask, progress: bool = False) -> MaskOutcome:
     """Write one scene's mask COG at ``task.path``; a scene that cannot be read is reported."""
     scene = task.scene
     try:
         with scene.open() as opened:
-            if settings.source == "model":
-                from cloudseg.inference.predict import predict_scene
-
-                predictor = load_predictor(settings.checkpoint, settings.inference, progress)
-                predict_scene(
-                    predictor,
-                    opened,
-                    task.path,
-                    Path(task.path).with_suffix(".probabilities.tif"),
-                    resolution=settings.inference.resolution,
-                    cloud_threshold=settings.inference.cloud_threshold,
-                    clear_threshold=settings.inference.clear_threshold,
-                    tags={"SCENE_ID": scene.scene_id},
-                )
-            else:
-                classes = producer_for(settings.source).predict(opened)
-                write_cog(
-                    task.path,
-                    classes,
-                    opened.grid(),
-                    nodata=CLASS_NODATA,
-                    band_names=["class"],
-                    categorical=True,
-                    tags={
-                        "SOURCE": scene.source,
-                        "SCENE_ID": scene.scene_id,
-                        "MASK_SOURCE": settings.source,
-                        "CLASSES": " ".join(f"{c}={n}" for c, n in enumerate(CLASS_NAMES)),
-                    },
-                )
+            producer.write(opened, task.path, {"SCENE_ID": scene.scene_id}, progress=progress)
     except READ_ERRORS as err:
         return MaskOutcome(scene.scene_id, task.path, f"{type(err).__name__}: {err}")
     return MaskOutcome(scene.scene_id, task.path)
@@ -301,15 +163,13 @@ def prepare_masks(
 
     Returns the masks and the stack without the scenes that could not be read (logged).
     """
-    if settings.source == "none":
-        return MaskSet("none", "none", {}, settings.exclude_codes, settings.buffer_m), stack
-    checkpoint_sha256 = None
-    if settings.source == "model":
-        from cloudseg.checkpoint import require_checkpoint_file
-
-        checkpoint_sha256 = file_sha256(require_checkpoint_file(settings.checkpoint, "ckpt"))
+    producer = settings.producer
+    if not producer.makes_masks:
+        masks = MaskSet(producer.name, producer.cache_key(), {}, settings.exclude_codes,
+                        settings.buffer_m)  # fmt: skip
+        return masks, stack
     _check_bands(stack, settings)
-    key = mask_key(settings, checkpoint_sha256)
+    key = producer.cache_key()
     cache_dir = Path(settings.cache_dir)
     paths = {scene.scene_id: mask_path(cache_dir, key, scene) for scene in stack.scenes}
     todo = [
@@ -328,7 +188,7 @@ def prepare_masks(
     failed: dict[str, str] = {}
     worker = functools.partial(make_mask, progress=progress and executor.in_process)
     for outcome in executor.map(
-        worker, settings, todo, desc=f"masks ({settings.source})", progress=progress
+        worker, producer, todo, desc=f"masks ({settings.source})", progress=progress
     ):
         if outcome.error is not None:
             log.warning("Skipping scene %s: its mask failed: %s", outcome.scene_id, outcome.error)
@@ -344,7 +204,7 @@ def prepare_masks(
         exclude_codes=settings.exclude_codes,
         buffer_m=settings.buffer_m,
         checkpoint=str(settings.checkpoint) if settings.checkpoint else None,
-        checkpoint_sha256=checkpoint_sha256,
+        checkpoint_sha256=producer.checkpoint_sha256,
         computed=len(todo) - len(failed),
         reused=reused,
     )
@@ -353,19 +213,15 @@ def prepare_masks(
 
 def _check_bands(stack: Stack, settings: MaskSettings) -> None:
     """Every scene must have what the mask source needs: a configuration error, not a skip."""
-    needed = required_bands(settings)
-    lacking = {
-        scene.scene_id: [band for band in needed if band not in scene.bands]
-        for scene in stack.scenes
-    }
-    lacking = {sid: bands for sid, bands in lacking.items() if bands}
+    producer = settings.producer
+    lacking = lacking_bands(producer, stack.scenes)
     if lacking:
         first = next(iter(lacking.items()))
         source = settings.source
-        if source == "model":
+        if settings.checkpoint and source == "model":
             source = f"model (checkpoint {settings.checkpoint}, trained on these bands)"
         raise ValueError(
-            f"masks.source={source} needs {list(needed)}, but {len(lacking)} of "
+            f"masks.source={source} needs {list(producer.required_bands)}, but {len(lacking)} of "
             f"{len(stack)} scenes lack some (e.g. {first[0]} lacks {first[1]}). Use a source the "
             "stack supports (scl needs L2A SCL, s2cloudless needs the L1C bands incl. B10, the "
             "model needs its training bands) or masks.source=none."

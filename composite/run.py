@@ -17,10 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cloudseg.inference.spec import InferenceSpec, MaskRule
 from composite.cluster import ClusterSettings, Executor, open_executor
 from composite.driver import CompositeSettings
 from composite.evidence import EvidenceReporter, EvidenceSettings, evidence_settings
-from composite.masking import InferenceSettings, MaskSettings
+from composite.masking import MaskSettings
 from composite.pipeline import CompositeResult, Reporter, composite_stack
 from composite.stack import StackSettings, build_stack
 
@@ -48,7 +49,12 @@ def settings_from_config(cfg: DictConfig) -> RunSettings:
     container = OmegaConf.to_container(cfg, resolve=True)
     stack = dict(container["stack"])
     masks = dict(container["masks"])
-    inference = InferenceSettings(**masks.pop("inference"))
+    inference = dict(masks.pop("inference"))
+    rule = inference.pop("rule")
+    try:
+        inference = InferenceSpec(**inference, rule=MaskRule(**rule))
+    except ValueError as err:
+        raise ValueError(f"masks.inference: {err}") from err
     composite = dict(container["composite"])
     return RunSettings(
         stack=StackSettings(**stack),

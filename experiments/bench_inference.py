@@ -128,20 +128,22 @@ def write_tile(folder: Path, size: int, seed: int = 0) -> Path:
 # -- the model -----------------------------------------------------------------------------------
 
 
-def load_predictor(args: argparse.Namespace):
-    """The benchmarked predictor and a description of it."""
+def load_predictor(args: argparse.Namespace, resolution: float | None = None):
+    """The benchmarked predictor (model run at ``resolution``) and a description of it."""
     import yaml
 
-    from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
+    from cloudseg.inference.predictor import WindowedPredictor
+    from cloudseg.inference.spec import InferenceSpec
     from cloudseg.labels import CLASS_NAMES
     from cloudseg.models import build_segmenter
     from cloudseg.sentinel2.bands import L1C_BANDS
 
-    options = InferenceOptions(
-        window_size=args.window_size, batch_size=args.batch_size, device="cpu", progress=False
-    )
+    spec = InferenceSpec(
+        resolution=resolution, window_size=args.window_size, batch_size=args.batch_size,
+        device="cpu",
+    )  # fmt: skip
     if args.checkpoint:
-        predictor = WindowedPredictor.from_checkpoint(args.checkpoint, options)
+        predictor = WindowedPredictor.from_checkpoint(args.checkpoint, spec, progress=False)
         return predictor, f"checkpoint {args.checkpoint}"
     config = yaml.safe_load((REPO / "conf" / "model" / f"{args.model}.yaml").read_text())
     segmenter = dict(config["segmenter"])
@@ -160,7 +162,7 @@ def load_predictor(args: argparse.Namespace):
         f"untrained conf/model/{args.model}.yaml ({segmenter['backbone']} + {segmenter['head']}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)"
     )
-    return WindowedPredictor(model, meta, options), description
+    return WindowedPredictor(model, meta, spec, progress=False), description
 
 
 # -- the cases, each in its own process ---------------------------------------------------------
@@ -168,8 +170,8 @@ def load_predictor(args: argparse.Namespace):
 
 def prepare_case(case: str, args: argparse.Namespace, scene) -> tuple[Callable[[], dict], dict]:
     """``(work, notes)`` for a case: everything but the timed work is done here."""
-    from cloudseg.inference.baselines import S2CloudlessProducer
     from cloudseg.inference.predict import output_paths, predict_scene
+    from cloudseg.inference.producers.s2cloudless import S2CloudlessProducer
 
     notes: dict[str, Any] = {}
     if case == "baseline":  # imports, model and open scene only: the floor of the others' RSS
@@ -185,7 +187,7 @@ def prepare_case(case: str, args: argparse.Namespace, scene) -> tuple[Callable[[
             return {"cloud_fraction": round(float(mask.mean()), 3)}
 
         return s2cloudless, notes
-    predictor, notes["model"] = load_predictor(args)
+    predictor, notes["model"] = load_predictor(args, resolution)
     notes["window_size"], notes["overlap"] = predictor.window_size, predictor.overlap
     notes["batch_size"] = predictor.batch_size
     grid = scene.grid(resolution)
@@ -200,7 +202,7 @@ def prepare_case(case: str, args: argparse.Namespace, scene) -> tuple[Callable[[
 
     def end_to_end() -> dict:
         with tempfile.TemporaryDirectory(dir=args.workdir) as out:
-            predict_scene(predictor, scene, *output_paths(out, "tile"), resolution=resolution)
+            predict_scene(predictor, scene, *output_paths(out, "tile"))
             size = sum(path.stat().st_size for path in Path(out).glob("*.tif"))
         return {"output_mb": round(size / 1e6, 1)}
 

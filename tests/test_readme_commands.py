@@ -139,7 +139,7 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
         "tests/inference/test_inference_cli.py::test_predict_writes_each_scene_and_can_continue",
     ),
     "cloudfree-evaluate-masks --data data/mylabels --checkpoint outputs/.../best.ckpt "
-    "--producers checkpoint s2cloudless scl threshold --out outputs/mask_evaluation": (
+    "--producers model s2cloudless scl threshold --out outputs/mask_evaluation": (
         "tests/test_readme_commands.py::test_evaluate_masks_with_the_four_producers",
     ),
     # -- README.md: composite a stack
@@ -155,7 +155,7 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "stack.max_cloud_cover=60": (
         "tests/test_readme_commands.py::test_composite_a_stac_api_search_by_tile_years_and_months",
     ),
-    "masks.inference.clear_threshold=0.9": (
+    "masks.inference.rule.clear_threshold=0.9": (
         "tests/composite/test_masking.py::test_clear_threshold_is_a_composite_config_key",
         "tests/composite/test_masking.py::test_model_masks_made_with_another_clear_threshold_are_not_reused",
     ),
@@ -343,6 +343,7 @@ def test_make_demo_steps_are_valid_commands(make, tmp_path, load_experiment):
     data, out = tmp_path / "simulated", tmp_path / "demo"
     best = out / "train" / "checkpoints" / "best-epoch005.ckpt"
     best.parent.mkdir(parents=True)  # the checkpoint the composite steps read from metrics.json
+    best.touch()  # (the composite's settings check that it exists)
     (out / "train" / "metrics.json").write_text(json.dumps({"best_checkpoint": str(best)}))
     (out / "composite_a").mkdir()  # tile_b's seam check needs tile_a's composite to exist
     (out / "composite_a" / "composite.tif").touch()
@@ -443,11 +444,11 @@ def test_predict_masks_of_an_l1c_safe_at_20m(checkpoint, l1c_safe, tmp_path):
 def test_evaluate_masks_with_the_four_producers(checkpoint, tiny_dataset, tmp_path):  # noqa: F811
     out = tmp_path / "mask_evaluation"
     argv = ["--data", str(tiny_dataset), "--checkpoint", str(checkpoint)]
-    argv += ["--producers", "checkpoint", "s2cloudless", "scl", "threshold", "--out", str(out)]
+    argv += ["--producers", "model", "s2cloudless", "scl", "threshold", "--out", str(out)]
     assert evaluate_main(argv) == 0
     producers = json.loads((out / "metrics.json").read_text())["producers"]
-    assert list(producers) == ["checkpoint", "s2cloudless", "scl", "threshold"]
-    for name in ("checkpoint", "s2cloudless", "threshold"):
+    assert list(producers) == ["model", "s2cloudless", "scl", "threshold"]
+    for name in ("model", "s2cloudless", "threshold"):
         assert producers[name]["scenes"] == 1, name  # the one test scene
     # L1C scenes have no SCL: the table says so instead of scoring nothing
     assert producers["scl"]["scenes"] == 0
@@ -583,7 +584,9 @@ def stac_api(monkeypatch):
 def test_composite_a_folder_of_scenes_with_a_checkpoint(checkpoint, scenes, tmp_path):
     overrides = [f"ckpt={checkpoint}", f"stack.source={scenes}/"]
     overrides += ["masks.inference.device=cpu", "masks.inference.resolution=20"]  # as the demo
-    overrides += ["masks.inference.clear_threshold=null"]  # untrained: p(clear) < 0.9 everywhere
+    overrides += [
+        "masks.inference.rule.clear_threshold=null"
+    ]  # untrained: p(clear) < 0.9 everywhere
     result = run_composite(compose_composite(overrides, tmp_path))
     record = result.record
     assert len(record["stack"]["dates"]) == 4

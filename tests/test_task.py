@@ -289,7 +289,9 @@ def test_ckpt_that_is_a_folder_or_a_raster_names_the_key_and_the_fix(tmp_path):
         load_checkpoint(empty)
 
     raster = tmp_path / "scene.tif"
-    write_cog(raster, np.ones((1, 8, 8), np.uint16), Grid("EPSG:32631", Affine(10, 0, 0, 0, -10, 0), 8, 8))
+    write_cog(
+        raster, np.ones((1, 8, 8), np.uint16), Grid("EPSG:32631", Affine(10, 0, 0, 0, -10, 0), 8, 8)
+    )
     with pytest.raises(ValueError) as error:
         load_checkpoint(raster)
     assert str(error.value).startswith(
@@ -299,5 +301,7 @@ def test_ckpt_that_is_a_folder_or_a_raster_names_the_key_and_the_fix(tmp_path):
 
     pickled = tmp_path / "objects.ckpt"
     torch.save({"state_dict": {}, "callback": Grid("EPSG:32631", Affine.identity(), 1, 1)}, pickled)
-    with pytest.raises(ValueError, match=r"^checkpoint=\S+ .* a pickle of Python objects \(cloudseg"):
+    with pytest.raises(
+        ValueError, match=r"^checkpoint=\S+ .* a pickle of Python objects \(cloudseg"
+    ):
         load_checkpoint(pickled, key="checkpoint")

@@ -5,7 +5,7 @@ Examples::
     # class + probability COGs for two scenes, model run at 60 m, with flip TTA
     cloudfree-predict best.ckpt S2A_MSIL1C_...SAFE scene.tif --out predictions/ --resolution 60 --flips
 
-    # the checkpoint against s2cloudless, SCL (where present) and the threshold rule
+    # the model against s2cloudless, SCL (where present) and the threshold rule
     cloudfree-evaluate-masks --data data/simulated --split test --checkpoint best.ckpt \\
         --out experiments/mask_evaluation
 """
@@ -18,13 +18,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cloudseg.inference.baselines import build_producers, producer_names
 from cloudseg.inference.evaluate import evaluate_masks
-from cloudseg.inference.predict import check_thresholds, output_paths, predict_scene
-from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
+from cloudseg.inference.predict import output_paths, predict_scene
+from cloudseg.inference.predictor import WindowedPredictor
+from cloudseg.inference.producers import build_producer, producer_names
+from cloudseg.inference.spec import InferenceSpec, MaskRule
 from cloudseg.run_folder import exclusive_folder, remove_leftovers
 from cloudseg.sentinel2.reader import open_scene
 from cloudseg.sentinel2.sources import SCENE_READ_ERRORS
+
+#: The defaults of the inference options: those of the spec, stated there once.
+DEFAULTS = InferenceSpec()
 
 
 def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,38 +36,41 @@ def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--resolution",
         type=float,
-        default=None,
+        default=DEFAULTS.resolution,
         help="run the model at this pixel size in metres (e.g. 20 or 60) and upsample the "
         "probabilities bilinearly; default: the scene's own grid",
     )
     group.add_argument(
         "--window-size",
         type=int,
-        default=None,
+        default=DEFAULTS.window_size,
         help="window side in pixels, a multiple of 16 (default: the checkpoint's patch size)",
     )
     group.add_argument(
-        "--overlap", type=int, default=None, help="window overlap in pixels (default: window/4)"
+        "--overlap",
+        type=int,
+        default=DEFAULTS.overlap,
+        help="window overlap in pixels (default: window/4)",
     )
     group.add_argument(
         "--batch-size",
         type=int,
-        default=None,
+        default=DEFAULTS.batch_size,
         help="windows per forward pass (default: 8 x 256^2 pixels' worth of windows)",
     )
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    group.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, ...")
     group.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
     group.add_argument("--flips", action="store_true", help="average over h/v flips (3x time)")
     group.add_argument(
         "--cloud-threshold",
         type=_threshold("cloud_threshold"),
-        default=None,
+        default=DEFAULTS.rule.cloud_threshold,
         help="cloud where p(thick)+p(thin) >= this (a calibrated value); default: argmax",
     )
     group.add_argument(
         "--clear-threshold",
         type=_threshold("clear_threshold"),
-        default=None,
+        default=DEFAULTS.rule.clear_threshold,
         help="for masks that feed a composite: clear only where p(clear) >= this (e.g. 0.8), "
         "else the likeliest of thick/thin cloud and shadow; applied after --cloud-threshold, "
         "it only removes pixels from clear; default: none",
@@ -71,13 +78,13 @@ def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _threshold(name: str) -> Callable[[str], float]:
-    """An argparse ``type`` for the keyword ``name`` of :func:`check_thresholds`: a float in
-    that threshold's range, else argparse's usage error with the range."""
+    """An argparse ``type`` for the :class:`MaskRule` field ``name``: a float in that threshold's
+    range, else argparse's usage error with the range."""
 
     def probability(text: str) -> float:
         value = float(text)
         try:
-            check_thresholds(**{name: value})
+            MaskRule(**{name: value})
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from err
         return value
@@ -85,15 +92,17 @@ def _threshold(name: str) -> Callable[[str], float]:
     return probability
 
 
-def _options(args: argparse.Namespace, progress: bool) -> InferenceOptions:
-    return InferenceOptions(
+def inference_spec(args: argparse.Namespace) -> InferenceSpec:
+    """The :class:`InferenceSpec` of the parsed inference arguments."""
+    return InferenceSpec(
+        resolution=args.resolution,
         window_size=args.window_size,
         overlap=args.overlap,
         batch_size=args.batch_size,
         device=args.device,
         amp=not args.no_amp,
         flips=args.flips,
-        progress=progress,
+        rule=MaskRule(args.cloud_threshold, args.clear_threshold),
     )
 
 
@@ -131,7 +140,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     if repeated:
         parser.error(f"sources share output names {repeated}; predict them into separate --out.")
     predictor = WindowedPredictor.from_checkpoint(
-        args.checkpoint, _options(args, progress=True), key="checkpoint"
+        args.checkpoint, inference_spec(args), key="checkpoint"
     )
     with exclusive_folder(args.out, f"cloudfree-predict --out {args.out}"):
         remove_leftovers(args.out)
@@ -161,15 +170,7 @@ def _predict_source(
         return True
     try:
         with open_scene(source) as scene:
-            predict_scene(
-                predictor,
-                scene,
-                classes_path,
-                probabilities_path,
-                resolution=args.resolution,
-                cloud_threshold=args.cloud_threshold,
-                clear_threshold=args.clear_threshold,
-            )
+            predict_scene(predictor, scene, classes_path, probabilities_path)
     except SCENE_READ_ERRORS as err:
         print(f"skip {source}: {err}", file=sys.stderr)
         return False
@@ -185,13 +186,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.csv)")
     parser.add_argument("--split", default="test", help="manifest split to evaluate")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="a .ckpt for 'checkpoint'")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a .ckpt for 'model'")
     parser.add_argument(
         "--producers",
         nargs="+",
         default=None,
         choices=producer_names(),
-        help="producers in table order; the first ranks the worst scenes (default: checkpoint "
+        help="producers in table order; the first ranks the worst scenes (default: model "
         "if --checkpoint is given, then s2cloudless, scl, threshold)",
     )
     parser.add_argument("--out", type=Path, default=Path("experiments/mask_evaluation"))
@@ -213,21 +214,23 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.producers
     if names is None:
-        names = [*(["checkpoint"] if args.checkpoint else []), "s2cloudless", "scl", "threshold"]
-    predictor = None
-    if "checkpoint" in names and args.checkpoint is not None:
-        predictor = WindowedPredictor.from_checkpoint(
-            args.checkpoint, _options(args, False), key="--checkpoint"
-        )
-    producers = build_producers(
-        names,
-        checkpoint=args.checkpoint,
-        predictor=predictor,
-        resolution=args.resolution,
-        cloud_threshold=args.cloud_threshold,
-        clear_threshold=args.clear_threshold,
-        s2cloudless_resolution=args.s2cloudless_resolution,
-    )
+        names = [*(["model"] if args.checkpoint else []), "s2cloudless", "scl", "threshold"]
+    options = {
+        "model": {"checkpoint_key": "--checkpoint"},
+        "s2cloudless": {"resolution": args.s2cloudless_resolution},
+    }
+    try:
+        producers = [
+            build_producer(
+                name,
+                checkpoint=args.checkpoint and str(args.checkpoint),
+                inference=inference_spec(args),
+                **options.get(name, {}),
+            )
+            for name in names
+        ]
+    except ValueError as err:
+        parser.error(str(err))
     command = shlex.join(["cloudfree-evaluate-masks", *(sys.argv[1:] if argv is None else argv)])
     report = evaluate_masks(
         args.data,

@@ -1,7 +1,7 @@
 """Evaluate any number of cloud-mask producers on a labeled split, with the training metrics.
 
 For every accepted scene of ``split`` in a dataset folder (:mod:`cloudseg.data.manifest`), each
-producer (:mod:`cloudseg.inference.baselines`) predicts a class raster on the scene's grid and is
+producer (:mod:`cloudseg.inference.producers`) predicts a class raster on the scene's grid and is
 scored against the reference mask with :func:`cloudseg.metrics.segmentation_metrics`, so the names
 and definitions are the ones training logs (``iou_thick_cloud``, ``balanced_accuracy``,
 ``iou_cloud_vs_rest``, ``iou_cloud_or_shadow_vs_clear``: what a composite excludes against clear,
@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from cloudseg.data.manifest import read_manifest
 from cloudseg.data.splits import assign_splits
-from cloudseg.inference.baselines import MaskProducer
-from cloudseg.inference.predict import CLASS_NODATA
+from cloudseg.inference.producers import MaskProducer
+from cloudseg.inference.spec import CLASS_NODATA
 from cloudseg.labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, class_codes
 from cloudseg.metrics import BINARY_VIEWS, confusion_matrix_metric, segmentation_metrics
 from cloudseg.sentinel2.bands import RGB_BANDS
@@ -197,7 +197,7 @@ def evaluate_masks(
         with open_scene(root / row["image_path"]) as scene:
             reference = read_reference(root / row["mask_path"], scene.grid().shape)
             for producer in producers:
-                missing = producer.missing(scene)
+                missing = producer.missing(scene.bands)
                 if missing:
                     scores[producer.name].skipped[row["scene_id"]] = missing
                     continue

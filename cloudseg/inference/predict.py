@@ -9,22 +9,8 @@ Outputs (both on ``scene.grid()``, the scene's own grid, same CRS, transform and
   value ``round(p * 254)``, so 0-254 is probability 0-1; nodata 255. The band scale is set to
   1/254, so ``rasterio``/GDAL readers that apply scales get 0-1 (see :func:`decode_probabilities`).
 
-Classes (:func:`probabilities_to_classes`) are the argmax of the probabilities, changed by two
-optional rules, applied in this order:
-
-1. ``cloud_threshold`` (in (0, 1)): cloud where ``p(thick_cloud) + p(thin_cloud) >=
-   cloud_threshold`` (thick or thin by the larger of the two), the likelier of clear /
-   cloud_shadow elsewhere;
-2. ``clear_threshold`` (in (0, 1]), for masks that feed a composite, where a missed cloud costs
-   far more than a dropped clear observation: a pixel stays clear only if ``p(clear) >=
-   clear_threshold``; a clear pixel below it takes the likeliest of thick_cloud, thin_cloud and
-   cloud_shadow. It only ever removes pixels from clear, so with both rules cloud_threshold still
-   makes every pixel with ``p(thick_cloud) + p(thin_cloud) >= cloud_threshold`` cloud, and clear
-   still needs ``p(clear) >= clear_threshold``: each rule keeps its meaning. The other pixels keep
-   their class.
-
-Pixels with a NaN probability (nodata, e.g. decoded from the probability raster) are
-``CLASS_NODATA``.
+Classes follow the probabilities by the predictor's :class:`~cloudseg.inference.spec.MaskRule`
+(``predictor.spec.rule``; argmax unless it sets thresholds), recorded in the tags of both rasters.
 
 Memory stays bounded for a full 10980 x 10980 tile: windows are read lazily, blended in strips
 (:meth:`WindowedPredictor.probability_strips`) and written strip by strip into tiled temporary
@@ -38,7 +24,6 @@ nodata pixel is ever written as a class.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,14 +42,8 @@ from scipy.ndimage import distance_transform_edt
 from tqdm.auto import tqdm
 
 from cloudseg.inference.predictor import WindowedPredictor
-from cloudseg.labels import (
-    CLASS_NAMES,
-    CLEAR,
-    CLOUD_SHADOW,
-    IGNORE_INDEX,
-    THICK_CLOUD,
-    THIN_CLOUD,
-)
+from cloudseg.inference.spec import CLASS_NODATA, MaskRule
+from cloudseg.labels import CLASS_NAMES
 from cloudseg.sentinel2.cog import atomic_path
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.sources import SceneError
@@ -72,14 +51,11 @@ from cloudseg.sentinel2.sources import SceneError
 #: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8.
 PROBABILITY_SCALE = 254
 PROBABILITY_NODATA = 255
-CLASS_NODATA = IGNORE_INDEX
 #: Output blocks (pixels) when upsampling from a coarser inference grid; a multiple of the tiles.
 OUTPUT_BLOCK = 1024
 TILE_SIZE = 512
 #: DEFLATE level of the output COGs: 1 is ~4x faster than the default 6 for ~25% larger files.
 COMPRESSION_LEVEL = 1
-#: The classes a pixel below ``clear_threshold`` can take.
-NOT_CLEAR: tuple[int, ...] = (THICK_CLOUD, THIN_CLOUD, CLOUD_SHADOW)
 
 
 class Scene(Protocol):
@@ -116,58 +92,6 @@ def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return out_dir / f"{name}_classes.tif", out_dir / f"{name}_probabilities.tif"
 
 
-def check_thresholds(
-    cloud_threshold: float | None = None, clear_threshold: float | None = None
-) -> None:
-    """Raise ``ValueError`` unless each threshold is ``None`` or a probability in its range:
-    ``cloud_threshold`` in (0, 1), ``clear_threshold`` in (0, 1]."""
-    _check_probability("cloud_threshold", cloud_threshold, one_allowed=False)
-    _check_probability("clear_threshold", clear_threshold, one_allowed=True)
-
-
-def _check_probability(name: str, value: float | None, one_allowed: bool) -> None:
-    if value is None:
-        return
-    upper = "1]" if one_allowed else "1)"
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not (0.0 < value < 1.0 or (one_allowed and value == 1.0)):
-        raise ValueError(
-            f"{name} must be a probability in (0, {upper}, got {value!r}; give a value such as "
-            "0.8, or None (null in configs; leave the option out on the command line) for none."
-        )
-
-
-def probabilities_to_classes(
-    probabilities: np.ndarray,
-    cloud_threshold: float | None = None,
-    clear_threshold: float | None = None,
-) -> np.ndarray:
-    """Class codes (uint8) from probabilities ``(classes, ...)``; see the module docstring."""
-    check_thresholds(cloud_threshold, clear_threshold)
-    if cloud_threshold is None:
-        classes = np.argmax(probabilities, axis=0).astype(np.uint8)
-    else:
-        classes = _cloud_threshold_classes(probabilities, cloud_threshold)
-    if clear_threshold is not None:
-        unsure = (classes == CLEAR) & (probabilities[CLEAR] < clear_threshold)
-        classes[unsure] = likeliest_not_clear(probabilities)[unsure]
-    classes[np.isnan(probabilities).any(axis=0)] = CLASS_NODATA
-    return classes
-
-
-def _cloud_threshold_classes(probabilities: np.ndarray, cloud_threshold: float) -> np.ndarray:
-    thick, thin = probabilities[THICK_CLOUD], probabilities[THIN_CLOUD]
-    cloud_class = np.where(thick >= thin, THICK_CLOUD, THIN_CLOUD)
-    other_class = np.where(probabilities[CLEAR] >= probabilities[CLOUD_SHADOW], CLEAR, CLOUD_SHADOW)
-    return np.where(thick + thin >= cloud_threshold, cloud_class, other_class).astype(np.uint8)
-
-
-def likeliest_not_clear(probabilities: np.ndarray) -> np.ndarray:
-    """The most probable of thick_cloud, thin_cloud and cloud_shadow (ties: in that order)."""
-    codes = np.array(NOT_CLEAR, dtype=np.uint8)
-    return codes[np.argmax(probabilities[list(NOT_CLEAR)], axis=0)]
-
-
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Float probabilities -> uint8 ``round(p * 254)``, ``PROBABILITY_NODATA`` where not valid."""
     encoded = np.rint(np.clip(np.nan_to_num(probabilities), 0.0, 1.0) * PROBABILITY_SCALE)
@@ -193,8 +117,7 @@ def block_windows(height: int, width: int, block: int = OUTPUT_BLOCK) -> Iterato
 class PredictionWriter:
     """Write class and probability rasters window by window, then publish them as COGs.
 
-    Classes follow :func:`probabilities_to_classes` with the writer's ``cloud_threshold`` and
-    ``clear_threshold``. Writes into tiled GeoTIFFs in a temporary folder beside the outputs; :meth:`publish`
+    Classes follow the writer's ``rule``. Writes into tiled GeoTIFFs in a temporary folder beside the outputs; :meth:`publish`
     converts them to COGs (``rasterio.shutil.copy`` with the COG driver) through
     :func:`cloudseg.sentinel2.cog.atomic_path`, so an interrupted run leaves no output behind.
     """
@@ -206,13 +129,10 @@ class PredictionWriter:
         probabilities_path: Path,
         workdir: Path,
         tags: Mapping[str, Any],
-        cloud_threshold: float | None = None,
-        clear_threshold: float | None = None,
+        rule: MaskRule,
     ) -> None:
-        check_thresholds(cloud_threshold, clear_threshold)
         self.grid = grid
-        self.cloud_threshold = cloud_threshold
-        self.clear_threshold = clear_threshold
+        self.rule = rule
         self.classes_path = classes_path
         self.probabilities_path = probabilities_path
         self._tiled_classes = workdir / "classes.tif"
@@ -248,9 +168,7 @@ class PredictionWriter:
 
     def write(self, window: Window, probabilities: np.ndarray, valid: np.ndarray) -> None:
         """Write one window: ``probabilities`` ``(classes, h, w)``, ``valid`` ``(h, w)``."""
-        classes = probabilities_to_classes(
-            probabilities, self.cloud_threshold, self.clear_threshold
-        )
+        classes = self.rule.classes(probabilities)
         classes[~valid] = CLASS_NODATA
         self.classes.write(classes, 1, window=window)
         self.probabilities.write(encode_probabilities(probabilities, valid), window=window)
@@ -294,19 +212,16 @@ def predict_scene(
     classes_path: str | os.PathLike,
     probabilities_path: str | os.PathLike,
     *,
-    resolution: float | None = None,
-    cloud_threshold: float | None = None,
-    clear_threshold: float | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ScenePrediction:
     """Predict ``scene`` with ``predictor`` and write both rasters on ``scene.grid()``.
 
-    ``resolution`` (metres) runs the model on ``scene.grid(resolution)`` and upsamples the
-    probabilities bilinearly; ``None`` runs it on the output grid itself. ``cloud_threshold``
-    and ``clear_threshold`` change how classes follow from the probabilities (module docstring);
-    both are checked before the model runs and recorded in the tags of both rasters.
+    ``predictor.spec.resolution`` (metres) runs the model on ``scene.grid(resolution)`` and
+    upsamples the probabilities bilinearly; ``None`` runs it on the output grid itself.
+    ``predictor.spec.rule`` turns probabilities into classes; it is recorded in the tags of both
+    rasters.
     """
-    check_thresholds(cloud_threshold, clear_threshold)
+    resolution, rule = predictor.spec.resolution, predictor.spec.rule
     missing = [band for band in predictor.bands if band not in scene.bands]
     if missing:
         raise SceneError(
@@ -324,9 +239,8 @@ def predict_scene(
         "INFERENCE_RESOLUTION": f"{inference_grid.resolution:g}",
         "WINDOW_SIZE": predictor.window_size,
         "WINDOW_OVERLAP": predictor.overlap,
-        "FLIPS": predictor.options.flips,
-        "CLOUD_THRESHOLD": "none" if cloud_threshold is None else cloud_threshold,
-        "CLEAR_THRESHOLD": "none" if clear_threshold is None else clear_threshold,
+        "FLIPS": predictor.spec.flips,
+        **rule.tags(),
         **(tags or {}),
     }
     classes_path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,8 +252,7 @@ def predict_scene(
             probabilities_path,
             Path(workdir),
             all_tags,
-            cloud_threshold=cloud_threshold,
-            clear_threshold=clear_threshold,
+            rule,
         )
         try:
             if inference_grid == grid:
@@ -435,7 +348,7 @@ def _predict_resampled(
         blocks,
         desc=f"{_desc(scene)} upsample",
         unit="block",
-        disable=not predictor.options.progress,
+        disable=not predictor.progress,
     )
     with rasterio.open(coarse_path) as coarse, progress:
         for window in progress:

@@ -21,40 +21,18 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm.auto import tqdm
 
+from cloudseg.checkpoint import load_checkpoint
 from cloudseg.data.normalization import normalize
+from cloudseg.inference.spec import SIZE_MULTIPLE, InferenceSpec
 from cloudseg.inference.windows import WindowPlan
 from cloudseg.labels import CLASS_NAMES
 from cloudseg.sentinel2.bands import resolve_bands
 
-#: Model inputs must have height and width divisible by this (the ViT patch size).
-SIZE_MULTIPLE = 16
 #: Default batch: windows totalling this many pixels (small windows batch more).
 BATCH_PIXELS = 8 * 256 * 256
 
 #: ``read_window(window) -> (bands, h, w)`` float32 reflectance, NaN where there is no data.
 WindowReader = Callable[[Window], np.ndarray]
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How to run a model over a raster.
-
-    ``window_size`` (pixels, a multiple of 16; ``None``: the checkpoint's training patch size)
-    and ``overlap`` (pixels; ``None``: a quarter of the window) set the sliding windows;
-    ``batch_size`` windows go through the model at once (``None``: as many as make
-    ``BATCH_PIXELS`` input pixels, e.g. 8 windows of 256 px or 128 of 64 px).
-    ``device`` ``"auto"`` picks CUDA when available; ``amp`` uses autocast there (bfloat16 where
-    supported, else float16; never on CPU). ``flips`` averages the probabilities of the image and
-    its horizontal and vertical flips.
-    """
-
-    window_size: int | None = None
-    overlap: int | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    amp: bool = True
-    flips: bool = False
-    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,9 +131,14 @@ class WindowedPredictor:
     """
 
     def __init__(
-        self, model: nn.Module, meta: dict[str, Any], options: InferenceOptions | None = None
+        self,
+        model: nn.Module,
+        meta: dict[str, Any],
+        spec: InferenceSpec | None = None,
+        *,
+        progress: bool = True,
     ) -> None:
-        options = options or InferenceOptions()
+        spec = spec or InferenceSpec()
         self.meta = dict(meta)
         self.bands: tuple[str, ...] = resolve_bands(meta["bands"])
         self.normalization = normalization_for(meta["normalization"], self.bands)
@@ -165,32 +148,32 @@ class WindowedPredictor:
                 f"The checkpoint predicts classes {list(classes)}, but inference writes the "
                 f"project's classes {list(CLASS_NAMES)}; retrain or remap the checkpoint's head."
             )
-        self.window_size = int(options.window_size or meta.get("patch_size") or 256)
+        self.window_size = int(spec.window_size or meta.get("patch_size") or 256)
         if self.window_size % SIZE_MULTIPLE:
             raise ValueError(
                 f"window_size {self.window_size} is not a multiple of {SIZE_MULTIPLE} (the ViT "
                 f"patch size); use e.g. {SIZE_MULTIPLE * max(1, round(self.window_size / 16))}."
             )
-        self.overlap = self.window_size // 4 if options.overlap is None else int(options.overlap)
-        self.batch_size = options.batch_size
-        if self.batch_size is None:
-            self.batch_size = max(1, BATCH_PIXELS // self.window_size**2)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {options.batch_size}.")
-        self.options = options
-        self.device = resolve_device(options.device)
+        self.overlap = self.window_size // 4 if spec.overlap is None else int(spec.overlap)
+        self.batch_size = spec.batch_size or max(1, BATCH_PIXELS // self.window_size**2)
+        self.spec = spec
+        self.progress = progress
+        self.device = resolve_device(spec.device)
         self.model = model.to(self.device).eval()
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, options: InferenceOptions | None = None, key: str = "ckpt"
+        cls,
+        path: str | os.PathLike,
+        spec: InferenceSpec | None = None,
+        *,
+        progress: bool = True,
+        key: str = "ckpt",
     ) -> WindowedPredictor:
         """Load a checkpoint written by training (:func:`cloudseg.checkpoint.load_checkpoint`);
         errors name the option that gave ``path`` as ``key``."""
-        from cloudseg.checkpoint import load_checkpoint
-
         model, meta = load_checkpoint(path, map_location="cpu", key=key)
-        predictor = cls(model, meta, options)
+        predictor = cls(model, meta, spec, progress=progress)
         predictor.meta.setdefault("checkpoint", str(path))
         return predictor
 
@@ -228,7 +211,7 @@ class WindowedPredictor:
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (float32), averaged over flips when ``options.flips``."""
         flip_dims: Sequence[tuple[int, ...]] = ((),)
-        if self.options.flips:
+        if self.spec.flips:
             flip_dims = ((), (-1,), (-2,))
         total = None
         for dims in flip_dims:
@@ -242,7 +225,7 @@ class WindowedPredictor:
         return total / len(flip_dims)
 
     def _autocast(self):
-        enabled = self.options.amp and self.device.type == "cuda"
+        enabled = self.spec.amp and self.device.type == "cuda"
         dtype = torch.float16
         if enabled and torch.cuda.is_bf16_supported():
             dtype = torch.bfloat16
@@ -271,9 +254,7 @@ class WindowedPredictor:
         footprint = list(range(len(self.bands))) if valid_bands is None else list(valid_bands)
         buffer = _BlendBuffer(self.num_classes, width)
         current_strip = 0
-        progress = tqdm(
-            total=len(plan), desc=desc, unit="window", disable=not self.options.progress
-        )
+        progress = tqdm(total=len(plan), desc=desc, unit="window", disable=not self.progress)
         with progress:
             for strip, batch, reflectance in self._read_batches(plan, read_window):
                 if strip != current_strip:

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cloudseg.inference.producers import lacking_bands
 from cloudseg.sentinel2.bands import RGB_BANDS
 from composite.evidence.settings import QuicklookSettings
-from composite.masking import MaskSettings, required_bands
+from composite.masking import MaskSettings
 from composite.pipeline import CompositeResult
 from composite.quicklook import write_quicklooks
 from composite.stack import Stack
@@ -32,13 +33,12 @@ def plan_baselines(
             skipped[source] = "no checkpoint: pass ckpt=/path/to/best.ckpt"
             continue
         settings = dataclasses.replace(masks, source=source)
-        needed = required_bands(settings)
-        lacking = [s for s in stack.scenes if any(band not in s.bands for band in needed)]
+        lacking = lacking_bands(settings.producer, stack.scenes)
         if lacking:
-            missing = sorted({band for band in needed if band not in lacking[0].bands})
+            scene_id, missing = next(iter(lacking.items()))
             skipped[source] = (
                 f"{len(lacking)} of {len(stack)} scenes lack layers it needs (e.g. "
-                f"{lacking[0].scene_id} lacks {missing})"
+                f"{scene_id} lacks {missing})"
             )
             continue
         planned[source] = settings

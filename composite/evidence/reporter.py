@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from cloudseg.inference.producers import build_producer
 from cloudseg.sentinel2.bands import RGB_BANDS
 from cloudseg.sentinel2.cog import atomic_path
 from composite.cluster import Executor
@@ -38,7 +39,7 @@ from composite.evidence.tables import (
 )
 from composite.evidence.truth import StackTruth, find_truth
 from composite.evidence.view import MetricsView, metrics_view, read_on_view
-from composite.masking import MaskSettings, load_predictor
+from composite.masking import MaskSettings
 from composite.metrics import BRIGHTNESS_BANDS, observation_shares, seam_error
 from composite.outputs import write_json
 from composite.pipeline import CompositeResult, composite_stack
@@ -235,7 +236,7 @@ class EvidenceReporter:
         if metrics["share_clear_obs_0"] == 1.0:
             log.warning(
                 "%s has no valid pixel: every observation was masked (masks.inference."
-                "clear_threshold or masks.exclude too strict for this model?).",
+                "rule.clear_threshold or masks.exclude too strict for this model?).",
                 composite.outputs.composite,
             )
             return metrics, {"all": "the composite has no valid pixel (every observation masked)"}
@@ -243,14 +244,13 @@ class EvidenceReporter:
         if not (self.evaluation.model_residual and masks.checkpoint):
             missing["model_residual"] = "no checkpoint (ckpt) or evaluation.model_residual=false"
         else:
-            predictor = load_predictor(masks.checkpoint, masks.inference, self.progress)
-            lacking = [band for band in predictor.bands if band not in composite.bands]
+            model = build_producer("model", checkpoint=masks.checkpoint, inference=masks.inference)
+            lacking = model.missing(composite.bands)
             if lacking:
                 missing["model_residual"] = f"the composite lacks the model's bands {lacking}"
             else:
-                metrics.update(
-                    model_residual(composite.outputs.composite, predictor, masks.inference, view)
-                )
+                predictor = model.predictor(self.progress)
+                metrics.update(model_residual(composite.outputs.composite, predictor, view))
         if reference is None:
             missing["reference"] = "no evaluation.reference and no simulated truth"
         else:

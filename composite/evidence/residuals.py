@@ -23,7 +23,6 @@ from composite.evidence.truth import (
     truth_indices,
 )
 from composite.evidence.view import MetricsView, read_on_view, read_reflectance, view_strips
-from composite.masking import InferenceSettings
 from composite.metrics import (
     BRIGHTNESS_BANDS,
     brightness_against_reference,
@@ -81,10 +80,10 @@ def reference_metrics(
 
 
 def model_residual(
-    composite: Path, predictor: WindowedPredictor, inference: InferenceSettings, view: MetricsView
+    composite: Path, predictor: WindowedPredictor, view: MetricsView
 ) -> dict[str, float]:
     """Run the checkpoint on the composite as on a scene (``predict_scene`` with the masks'
-    inference settings) and return the shares of its predicted pixels that are cloud (thick or
+    inference spec) and return the shares of its predicted pixels that are cloud (thick or
     thin) and shadow. The class and probability COGs stay in ``<composite dir>/model_check/``."""
     from cloudseg.inference.predict import output_paths, predict_scene
 
@@ -95,9 +94,6 @@ def model_residual(
             scene,
             classes_path,
             probabilities_path,
-            resolution=inference.resolution,
-            cloud_threshold=inference.cloud_threshold,
-            clear_threshold=inference.clear_threshold,
             tags={"SCENE_ID": f"composite {composite}"},
         )
     classes = read_on_view(classes_path, view)[0]

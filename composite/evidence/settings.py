@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from composite.masking import MASK_SOURCES
+from cloudseg.inference.producers import producer_names
 from composite.quicklook import DEFAULT_STRETCH
 
 
@@ -37,10 +37,11 @@ class EvaluationSettings:
 
     def __post_init__(self) -> None:
         baselines = tuple(self.baselines or ())
-        unknown = [source for source in baselines if source not in MASK_SOURCES]
+        unknown = [source for source in baselines if source not in producer_names()]
         if unknown:
             raise ValueError(
-                f"evaluation.baselines lists {unknown}; use mask sources among {list(MASK_SOURCES)}."
+                f"evaluation.baselines lists {unknown}; use mask sources among "
+                f"{list(producer_names())}."
             )
         if len(set(baselines)) != len(baselines):
             raise ValueError(f"evaluation.baselines={list(baselines)} repeats a source.")

@@ -43,8 +43,8 @@ from cloudseg.data.manifest import read_manifest  # noqa: E402
 from cloudseg.data.mix import write_mixed_dataset  # noqa: E402
 from cloudseg.data.realdata.scenes import LoadedScene, find_real_scenes  # noqa: E402
 from cloudseg.data.splits import assign_splits  # noqa: E402
-from cloudseg.inference.predict import probabilities_to_classes  # noqa: E402
 from cloudseg.inference.predictor import WindowedPredictor  # noqa: E402
+from cloudseg.inference.spec import MaskRule  # noqa: E402
 from cloudseg.labels import CLASS_COLORS, IGNORE_INDEX  # noqa: E402
 from cloudseg.sentinel2.bands import L1C_BANDS  # noqa: E402
 from cloudseg.sentinel2.reader import open_scene  # noqa: E402
@@ -98,7 +98,7 @@ def model_predict(predictor: WindowedPredictor):
         if not scene.has(predictor.bands):
             return None
         stack = np.stack([scene.band(band) for band in predictor.bands])
-        return probabilities_to_classes(predictor.predict_array(stack, desc=scene.name))
+        return MaskRule().classes(predictor.predict_array(stack, desc=scene.name))
 
     return predict
 
@@ -113,7 +113,7 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path) -> float:
             reflectance = scene.read_reflectance(predictor.bands)
         with open_scene(sim_test / row["mask_path"], band_names=["SCL"]) as mask_scene:
             reference = mask_scene.read(["SCL"])[0]
-        classes = probabilities_to_classes(predictor.predict_array(reflectance, desc="sim"))
+        classes = MaskRule().classes(predictor.predict_array(reflectance, desc="sim"))
         keep = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
         pred, ref = classes > 0, reference > 0
         tp += int((pred & ref & keep).sum())

@@ -24,6 +24,7 @@ from test_composite_cli import compose_composite, tiny_checkpoint
 from test_train import read_wandb_records, wandb_history
 
 from cloudseg.data.simulate.products import write_overlapping_tiles, write_stack
+from cloudseg.inference.producers import build_producer
 from cloudseg.sentinel2.grid import Grid
 from composite.evidence.baselines import plan_baselines
 from composite.evidence.settings import EvaluationSettings, QuicklookSettings
@@ -70,7 +71,7 @@ def truth_masked_run(sim_stack, tmp_path_factory) -> CompositeResult:
     entries = json.loads((sim_stack / "stack.json").read_text())["dates"]
     truth_masks = {(sim_stack / e["scene"]).resolve(): sim_stack / e["mask"] for e in entries}
     for scene in build_stack(StackSettings(source=str(sim_stack)), progress=False).scenes:
-        target = mask_path(cache, "s2cloudless", scene)
+        target = mask_path(cache, build_producer("s2cloudless").cache_key(), scene)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(truth_masks[Path(scene.source).resolve()], target)
     overrides = [

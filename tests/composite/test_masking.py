@@ -14,12 +14,13 @@ from rasterio.windows import Window
 from test_composite_cli import compose_composite, tiny_checkpoint
 
 from cloudseg.inference.predict import decode_probabilities
+from cloudseg.inference.spec import InferenceSpec, MaskRule
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.cog import write_cog
 from composite.cluster import LocalExecutor
 from composite.driver import plan_windows
 from composite.masking import (
-    InferenceSettings,
+    COMPOSITE_INFERENCE,
     MaskSettings,
     disk,
     exclusion_window,
@@ -64,12 +65,12 @@ def test_scl_masks_are_made_once_then_reused_from_the_cache(tiny_stack, tmp_path
     assert (third.computed, third.reused) == (1, 9)
 
 
-def model_settings(tmp_path, checkpoint, **inference) -> MaskSettings:
+def model_settings(tmp_path, checkpoint, **rule) -> MaskSettings:
     return MaskSettings(
         source="model",
         checkpoint=str(checkpoint),
         cache_dir=str(tmp_path / "cache"),
-        inference=InferenceSettings(device="cpu", **inference),
+        inference=InferenceSpec(device="cpu", rule=MaskRule(**rule)),
     )
 
 
@@ -104,10 +105,12 @@ def test_model_masks_made_with_another_clear_threshold_are_not_reused(make_stack
 def test_clear_threshold_is_a_composite_config_key(tmp_path):
     base = ["stack.source=x", "masks.source=scl"]
     default = settings_from_config(compose_composite(base, tmp_path))
-    assert default.masks.inference.clear_threshold == 0.9  # conf/composite.yaml
-    strict = compose_composite([*base, "masks.inference.clear_threshold=0.85"], tmp_path)
-    assert settings_from_config(strict).masks.inference.clear_threshold == 0.85
-    wrong = compose_composite([*base, "masks.inference.clear_threshold=1.5"], tmp_path)
+    assert default.masks.inference == COMPOSITE_INFERENCE  # conf/composite.yaml mirrors it
+    assert default.masks.inference.rule == MaskRule(clear_threshold=0.9)
+    assert MaskSettings(source="scl").inference == COMPOSITE_INFERENCE
+    strict = compose_composite([*base, "masks.inference.rule.clear_threshold=0.85"], tmp_path)
+    assert settings_from_config(strict).masks.inference.rule.clear_threshold == 0.85
+    wrong = compose_composite([*base, "masks.inference.rule.clear_threshold=1.5"], tmp_path)
     with pytest.raises(ValueError, match=r"masks.inference: clear_threshold must be .* \(0, 1\]"):
         settings_from_config(wrong)
 
@@ -191,12 +194,11 @@ def test_mask_settings_errors_are_explained(tiny_stack, tmp_path):
         MaskSettings(source="scl", exclude=("clear",))
     with pytest.raises(ValueError, match="needs a checkpoint"):
         MaskSettings(source="model")
-    with pytest.raises(ValueError, match="not a mask source"):
+    with pytest.raises(ValueError, match="masks.source=fmask: Unknown mask producer"):
         MaskSettings(source="fmask")
     stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
     settings = MaskSettings(source="s2cloudless", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"10 of 10 scenes lack some.*lacks \['B01'"):
         prepare_masks(stack, settings, LocalExecutor(), progress=False)
-    missing = MaskSettings(source="model", checkpoint=str(tmp_path / "best.ckpt"))
     with pytest.raises(FileNotFoundError, match="best.ckpt does not exist"):
-        prepare_masks(stack, missing, LocalExecutor(), progress=False)
+        MaskSettings(source="model", checkpoint=str(tmp_path / "best.ckpt"))

@@ -13,7 +13,8 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from cloudseg.data.manifest import DatasetWriter
-from cloudseg.inference.predictor import InferenceOptions, WindowedPredictor
+from cloudseg.inference.predictor import WindowedPredictor
+from cloudseg.inference.spec import InferenceSpec
 from cloudseg.labels import (
     CLASS_NAMES,
     CLEAR,
@@ -69,19 +70,19 @@ def checkpoint_meta(bands: Sequence[str], patch_size: int = 64) -> dict:
 
 
 def make_predictor(
-    bands: Sequence[str] = MODEL_BANDS, kernel_size: int = 3, model=None, meta=None, **options
+    bands: Sequence[str] = MODEL_BANDS, kernel_size: int = 3, model=None, meta=None, **spec
 ) -> WindowedPredictor:
-    """A CPU predictor around :class:`TinySegmenter` (or ``model``), without progress bars."""
-    options.setdefault("progress", False)
-    options.setdefault("device", "cpu")
+    """A CPU predictor around :class:`TinySegmenter` (or ``model``), without progress bars;
+    ``spec``: :class:`InferenceSpec` fields."""
+    spec.setdefault("device", "cpu")
     model = model if model is not None else TinySegmenter(len(bands), kernel_size)
     meta = meta if meta is not None else checkpoint_meta(bands)
-    return WindowedPredictor(model, meta, InferenceOptions(**options))
+    return WindowedPredictor(model, meta, InferenceSpec(**spec), progress=False)
 
 
 @pytest.fixture(name="make_predictor")
 def make_predictor_fixture() -> Callable[..., WindowedPredictor]:
-    """``make_predictor(bands=MODEL_BANDS, kernel_size=3, model=None, meta=None, **options)``."""
+    """``make_predictor(bands=MODEL_BANDS, kernel_size=3, model=None, meta=None, **spec)``."""
     return make_predictor
 
 

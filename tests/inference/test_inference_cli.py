@@ -89,15 +89,15 @@ def test_an_invalid_clear_threshold_stops_with_the_range(checkpoint, tmp_path, c
 def test_evaluate_writes_the_tables_with_the_command(checkpoint, labeled_dataset, tmp_path):
     out = tmp_path / "evaluation"
     argv = ["--data", str(labeled_dataset), "--checkpoint", str(checkpoint), "--out", str(out)]
-    argv += ["--producers", "checkpoint", "threshold", "--window-size", "32", "--worst", "1"]
+    argv += ["--producers", "model", "threshold", "--window-size", "32", "--worst", "1"]
     argv += ["--clear-threshold", "1.0"]  # the checkpoint may call clear only p(clear) = 1
     assert evaluate_main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert list(report["producers"]) == ["checkpoint", "threshold"]
+    assert list(report["producers"]) == ["model", "threshold"]
     assert report["command"].startswith("cloudfree-evaluate-masks --data ")
-    assert report["producers"]["checkpoint"]["scenes"] == 3
-    assert "| checkpoint | 3 | 1.000 |" in (out / "metrics.md").read_text()
-    confusion = np.array(report["producers"]["checkpoint"]["confusion_matrix"])
+    assert report["producers"]["model"]["scenes"] == 3
+    assert "| model | 3 | 1.000 |" in (out / "metrics.md").read_text()
+    confusion = np.array(report["producers"]["model"]["confusion_matrix"])
     assert confusion.sum() > 0 and confusion[:, CLEAR].sum() == 0  # nothing predicted clear
     assert np.array(report["producers"]["threshold"]["confusion_matrix"])[:, CLEAR].sum() > 0
 
@@ -142,7 +142,11 @@ def test_predict_removes_what_a_killed_run_left_in_out(
     source = write_scene("scene", smooth_reflectance(5, 40, 50, seed=1))
     assert predict_main([str(checkpoint), str(source), "--out", str(out)]) == 0
     assert sorted(path.name for path in out.iterdir()) == [
-        ".cloudfree.lock", ".config", "notes.txt", "scene_classes.tif", "scene_probabilities.tif"
+        ".cloudfree.lock",
+        ".config",
+        "notes.txt",
+        "scene_classes.tif",
+        "scene_probabilities.tif",
     ]
     assert "Removed 2 temporary file(s)/folder(s) that killed runs left in" in caplog.text
 

@@ -7,15 +7,11 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from test_composite_cli import tiny_checkpoint
 
-from cloudseg.inference.baselines import (
-    CheckpointProducer,
-    MaskProducer,
-    S2CloudlessProducer,
-    SCLProducer,
-    SpectralThresholdProducer,
-)
 from cloudseg.inference.evaluate import evaluate_masks, omission_commission
+from cloudseg.inference.producers import MaskProducer, build_producer
+from cloudseg.inference.spec import InferenceSpec
 from cloudseg.sentinel2.bands import L1C_BANDS
 
 
@@ -37,13 +33,15 @@ class AllClear(MaskProducer):
         return np.zeros(scene.grid().shape, dtype=np.uint8)
 
 
-def test_metrics_tables_and_figure(labeled_dataset, tmp_path, make_predictor):
+def test_metrics_tables_and_figure(labeled_dataset, tmp_path):
+    checkpoint = str(tiny_checkpoint(tmp_path / "tiny.ckpt", L1C_BANDS))
+    inference = InferenceSpec(window_size=32, overlap=8, device="cpu")
     producers = [
         Oracle(),
-        CheckpointProducer(make_predictor(bands=L1C_BANDS, window_size=32, overlap=8)),
-        S2CloudlessProducer(),
-        SCLProducer(),
-        SpectralThresholdProducer(),
+        *(
+            build_producer(name, checkpoint=checkpoint, inference=inference)
+            for name in ("model", "s2cloudless", "scl", "threshold")
+        ),
         AllClear(),
     ]
     out = tmp_path / "evaluation"

@@ -9,12 +9,8 @@ import pytest
 import rasterio
 
 from cloudseg.data.simulate.scale import SUPPORTED_GSD_M
-from cloudseg.inference.predict import (
-    CLASS_NODATA,
-    output_paths,
-    predict_scene,
-    probabilities_to_classes,
-)
+from cloudseg.inference.predict import output_paths, predict_scene
+from cloudseg.inference.spec import CLASS_NODATA, MaskRule
 from cloudseg.sentinel2.reader import open_scene
 
 
@@ -28,7 +24,7 @@ def test_scene_is_predicted_at_its_native_gsd(
     classes_path, probabilities_path = output_paths(tmp_path / "out", f"scene_{gsd}m")
     with open_scene(path) as scene:
         predict_scene(predictor, scene, classes_path, probabilities_path)
-        direct = probabilities_to_classes(
+        direct = MaskRule().classes(
             predictor.predict_array(scene.read_reflectance(predictor.bands))
         )
     with rasterio.open(classes_path) as dataset:

@@ -22,11 +22,9 @@ def assert_on_grid_of(path, reference_path):
 @pytest.mark.parametrize("resolution", [None, 60])
 def test_l1c_jp2_clip_keeps_its_10m_grid(realdata, make_predictor, tmp_path, resolution):
     folder = realdata / "l1c-T31TDH-20150726"
-    predictor = make_predictor(bands=L1C_BANDS, window_size=128, overlap=32)
+    predictor = make_predictor(bands=L1C_BANDS, window_size=128, overlap=32, resolution=resolution)
     with open_scene(folder) as scene:
-        prediction = predict_scene(
-            predictor, scene, *output_paths(tmp_path, "l1c"), resolution=resolution
-        )
+        prediction = predict_scene(predictor, scene, *output_paths(tmp_path, "l1c"))
     reference = folder / "T31TDH_20150726T105026_B02.jp2"
     classes = assert_on_grid_of(prediction.classes, reference)[0]
     probabilities = assert_on_grid_of(prediction.probabilities, reference)

@@ -11,13 +11,12 @@ import rasterio
 import torch
 
 from cloudseg.inference.predict import (
-    CLASS_NODATA,
     PROBABILITY_NODATA,
     decode_probabilities,
     output_paths,
     predict_scene,
-    probabilities_to_classes,
 )
+from cloudseg.inference.spec import CLASS_NODATA, MaskRule
 from cloudseg.labels import CLASS_NAMES, CLEAR, CLOUD_SHADOW, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.cog import write_cog
 from cloudseg.sentinel2.reader import open_scene
@@ -100,11 +99,9 @@ def test_scene_larger_than_a_window_matches_one_window(make_predictor, scene_pat
 
 
 def test_coarser_inference_is_upsampled_onto_the_output_grid(make_predictor, scene_path, tmp_path):
-    predictor = make_predictor(window_size=32, overlap=8)
+    predictor = make_predictor(window_size=32, overlap=8, resolution=30)
     with open_scene(scene_path) as scene:
-        prediction = predict_scene(
-            predictor, scene, *output_paths(tmp_path, "coarse"), resolution=30
-        )
+        prediction = predict_scene(predictor, scene, *output_paths(tmp_path, "coarse"))
         coarse_grid = scene.grid(30)
         coarse = predictor.predict_array(scene.read_reflectance(predictor.bands, grid=coarse_grid))
         no_data = (scene.read(predictor.bands) == 0).all(axis=0)
@@ -132,12 +129,12 @@ def test_cloud_threshold_decides_cloud_then_the_likelier_cloud_class():
         ],
         dtype=np.float32,
     )
-    argmax = probabilities_to_classes(probabilities)
+    argmax = MaskRule().classes(probabilities)
     assert argmax.tolist() == [CLEAR, CLOUD_SHADOW, CLEAR, CLOUD_SHADOW, CLOUD_SHADOW]
-    thresholded = probabilities_to_classes(probabilities, cloud_threshold=0.3)
+    thresholded = MaskRule(cloud_threshold=0.3).classes(probabilities)
     assert thresholded.tolist() == [THICK_CLOUD, THICK_CLOUD, CLEAR, CLOUD_SHADOW, THIN_CLOUD]
     with pytest.raises(ValueError, match="cloud_threshold"):
-        probabilities_to_classes(probabilities, cloud_threshold=1.5)
+        MaskRule(cloud_threshold=1.5)
 
 
 def test_clear_threshold_keeps_clear_only_where_p_clear_reaches_it():
@@ -150,15 +147,15 @@ def test_clear_threshold_keeps_clear_only_where_p_clear_reaches_it():
         ],
         dtype=np.float32,
     )
-    assert (probabilities_to_classes(probabilities)[:6] == CLEAR).all()
-    classes = probabilities_to_classes(probabilities, clear_threshold=0.8)
+    assert (MaskRule().classes(probabilities)[:6] == CLEAR).all()
+    classes = MaskRule(clear_threshold=0.8).classes(probabilities)
     # above, exactly at, then below the threshold (the likeliest other class wins); a pixel
     # whose argmax is not clear keeps it
     expected = [CLEAR, CLEAR, THICK_CLOUD, THICK_CLOUD, THIN_CLOUD, CLOUD_SHADOW, THICK_CLOUD]
     assert classes.tolist() == expected
-    low = probabilities_to_classes(probabilities, clear_threshold=0.3)
+    low = MaskRule(clear_threshold=0.3).classes(probabilities)
     assert low.tolist()[6] == THICK_CLOUD  # p(clear) >= 0.3 does not make it clear: argmax does
-    only_certain = probabilities_to_classes(probabilities, clear_threshold=1.0)
+    only_certain = MaskRule(clear_threshold=1.0).classes(probabilities)
     assert CLEAR not in only_certain.tolist()
 
 
@@ -172,9 +169,9 @@ def test_clear_threshold_applies_after_cloud_threshold():
         ],
         dtype=np.float32,
     )
-    cloud_only = probabilities_to_classes(probabilities, cloud_threshold=0.25)
+    cloud_only = MaskRule(cloud_threshold=0.25).classes(probabilities)
     assert cloud_only.tolist() == [THIN_CLOUD, CLEAR, CLEAR, THIN_CLOUD]
-    both = probabilities_to_classes(probabilities, cloud_threshold=0.25, clear_threshold=0.8)
+    both = MaskRule(cloud_threshold=0.25, clear_threshold=0.8).classes(probabilities)
     # cloud stays cloud (the last one too, though shadow is its likeliest non-clear class),
     # clear at 0.85 stays clear, clear at 0.60 goes to its likeliest other class
     assert both.tolist() == [THIN_CLOUD, CLEAR, CLOUD_SHADOW, THIN_CLOUD]
@@ -184,29 +181,24 @@ def test_nodata_probabilities_stay_nodata_classes():
     encoded = np.array([[[254, 0, 255]], [[0, 254, 255]], [[0, 0, 255]], [[0, 0, 255]]], np.uint8)
     probabilities = decode_probabilities(encoded)  # the third pixel is nodata: NaN
     for rule in ({}, {"clear_threshold": 0.8}, {"cloud_threshold": 0.5, "clear_threshold": 0.8}):
-        classes = probabilities_to_classes(probabilities, **rule)
+        classes = MaskRule(**rule).classes(probabilities)
         assert classes[0].tolist() == [CLEAR, THICK_CLOUD, CLASS_NODATA], rule
 
 
 @pytest.mark.parametrize("value", [0, 0.0, -0.2, 1.5, float("nan"), True, "0.8"])
 def test_invalid_clear_thresholds_are_rejected_with_the_range(value):
-    probabilities = np.full((4, 2), 0.25, dtype=np.float32)
     with pytest.raises(ValueError, match=r"clear_threshold must be a probability in \(0, 1\]"):
-        probabilities_to_classes(probabilities, clear_threshold=value)
+        MaskRule(clear_threshold=value)
     with pytest.raises(ValueError, match=r"cloud_threshold must be a probability in \(0, 1\)"):
-        probabilities_to_classes(probabilities, cloud_threshold=1.0)
+        MaskRule(cloud_threshold=1.0)
 
 
 def test_predict_scene_with_a_clear_threshold(make_predictor, scene_path, tmp_path):
     predictor = make_predictor(window_size=32, overlap=8)
+    strict_predictor = make_predictor(window_size=32, overlap=8, rule=MaskRule(clear_threshold=0.8))
     with open_scene(scene_path) as scene:
         plain = predict_scene(predictor, scene, *output_paths(tmp_path, "plain"))
-        strict = predict_scene(
-            predictor, scene, *output_paths(tmp_path, "strict"), clear_threshold=0.8
-        )
-        with pytest.raises(ValueError, match="clear_threshold"):
-            predict_scene(predictor, scene, *output_paths(tmp_path, "bad"), clear_threshold=2)
-    assert not list(tmp_path.glob("bad*"))
+        strict = predict_scene(strict_predictor, scene, *output_paths(tmp_path, "strict"))
     plain_info, plain_classes, _, encoded = read_outputs(plain)
     strict_info, strict_classes, strict_probabilities, _ = read_outputs(strict)
     assert strict_info.tags["CLEAR_THRESHOLD"] == "0.8"
@@ -263,11 +255,11 @@ def test_nodata_follows_the_bands_stored_at_the_output_resolution(
     ):
         dn = np.where(np.isnan(reflectance), 0, np.rint(reflectance * 10000)).astype(np.uint16)
         write_cog(folder / f"{name}.tif", dn, grid, nodata=0)
-    predictor = make_predictor(bands=("B02", "B11"), window_size=32, overlap=8)
+    predictor = make_predictor(
+        bands=("B02", "B11"), window_size=32, overlap=8, resolution=resolution
+    )
     with open_scene(folder) as scene:
-        prediction = predict_scene(
-            predictor, scene, *output_paths(tmp_path, "mixed"), resolution=resolution
-        )
+        prediction = predict_scene(predictor, scene, *output_paths(tmp_path, "mixed"))
     classes = raster_info(prediction.classes).data[0]
     assert classes.shape == (60, 40)
     assert (classes[:5] == CLASS_NODATA).all()

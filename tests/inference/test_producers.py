@@ -1,20 +1,20 @@
-"""Baseline mask producers on textbook spectra and on the real Sentinel-2 samples."""
+"""The mask-producer registry, and the producers on textbook spectra and real Sentinel-2 samples."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from affine import Affine
 
-from cloudseg.inference.baselines import (
-    CLASS_NODATA,
-    S2CloudlessProducer,
-    SCLProducer,
-    SpectralThresholdProducer,
-    build_producers,
-)
+from cloudseg.inference.producers import build_producer, lacking_bands, producer_names
+from cloudseg.inference.producers.s2cloudless import S2CloudlessProducer
+from cloudseg.inference.producers.scl import SCLProducer
+from cloudseg.inference.producers.threshold import SpectralThresholdProducer
+from cloudseg.inference.spec import CLASS_NODATA, InferenceSpec, MaskRule
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid
@@ -94,7 +94,7 @@ def test_s2cloudless_keeps_nodata_and_runs_at_its_resolution(write_scene, realda
 def test_scl_producer_maps_the_real_l2a_classes(realdata):
     with open_scene(realdata / "l2a-29RKH-20200219" / "item.json") as scene:
         producer = SCLProducer()
-        assert producer.missing(scene) == []
+        assert producer.missing(scene.bands) == []
         classes = producer.predict(scene)
         scl = scene.read(["SCL"])[0]
     assert classes.shape == scl.shape == (1098, 1098)
@@ -105,15 +105,63 @@ def test_scl_producer_maps_the_real_l2a_classes(realdata):
 
 def test_producers_say_what_a_scene_lacks(realdata):
     with open_scene(realdata / "l2a-29RKH-20200219" / "item.json") as l2a:
-        assert S2CloudlessProducer().missing(l2a) == ["B10"]
-        assert SpectralThresholdProducer().missing(l2a) == []
+        assert S2CloudlessProducer().missing(l2a.bands) == ["B10"]
+        assert SpectralThresholdProducer().missing(l2a.bands) == []
     with open_scene(realdata / "l1c-T31TDH-20150726") as l1c:
-        assert SCLProducer().missing(l1c) == ["SCL"]
+        assert SCLProducer().missing(l1c.bands) == ["SCL"]
 
 
-def test_build_producers_validates_names_and_needs_a_checkpoint():
-    assert [p.name for p in build_producers(["threshold", "scl"])] == ["threshold", "scl"]
-    with pytest.raises(ValueError, match="Unknown mask producers"):
-        build_producers(["fmask"])
-    with pytest.raises(ValueError, match="--checkpoint"):
-        build_producers(["checkpoint"])
+def test_registry_names_one_producer_per_module_and_checks_options(tmp_path):
+    assert {"model", "scl", "s2cloudless", "threshold", "none"} <= set(producer_names())
+    for name in producer_names():
+        if name != "model":
+            assert build_producer(name).name == name
+    with pytest.raises(ValueError, match=r"Unknown mask producer 'fmask'; choose from \['model'"):
+        build_producer("fmask")
+    with pytest.raises(ValueError, match="needs a checkpoint: pass ckpt="):
+        build_producer("model")
+    with pytest.raises(FileNotFoundError, match="best.ckpt does not exist"):
+        build_producer("model", checkpoint=str(tmp_path / "best.ckpt"))
+    with pytest.raises(ValueError, match=r"no options \['resolution'\]; it has \[\]"):
+        build_producer("scl", resolution=60)
+    assert build_producer("s2cloudless", resolution=60).resolution == 60
+
+
+def test_cache_keys_follow_the_options():
+    assert build_producer("scl").cache_key() == "scl"
+    assert build_producer("none").cache_key() == "none"
+    default = build_producer("s2cloudless").cache_key()
+    assert (
+        default.startswith("s2cloudless-") and default == build_producer("s2cloudless").cache_key()
+    )
+    assert build_producer("s2cloudless", threshold=0.5).cache_key() != default
+
+
+def test_model_cache_key_is_the_checkpoint_hash_and_what_changes_the_classes(tmp_path):
+    checkpoint = tmp_path / "a.ckpt"
+    checkpoint.write_bytes(b"not read for the key")
+    key = build_producer("model", checkpoint=str(checkpoint)).cache_key
+    plain = key()
+    assert plain.split("-")[0] == hashlib.sha256(b"not read for the key").hexdigest()[:16]
+    # device, batch size and AMP do not change the mask; the rule and the windows do
+    assert (
+        build_producer(
+            "model", checkpoint=str(checkpoint), inference=InferenceSpec(device="cpu", batch_size=2)
+        ).cache_key()
+        == plain
+    )
+    stricter = InferenceSpec(rule=MaskRule(clear_threshold=0.9))
+    assert (
+        build_producer("model", checkpoint=str(checkpoint), inference=stricter).cache_key() != plain
+    )
+    # masks made before clear_threshold existed keep their key: it is hashed only when set
+    assert plain.endswith("-6f1751af")
+
+
+def test_lacking_bands_lists_the_scenes_a_producer_does_not_apply_to():
+    scenes = [
+        SimpleNamespace(scene_id="a", bands=("B02", "SCL")),
+        SimpleNamespace(scene_id="b", bands=("B02",)),
+    ]
+    assert lacking_bands(build_producer("scl"), scenes) == {"b": ["SCL"]}
+    assert lacking_bands(build_producer("none"), scenes) == {}
