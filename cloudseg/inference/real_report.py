@@ -63,7 +63,9 @@ def plot_overlay(
         else:
             why = report["skipped"].get(label) or "failed: " + report["failed"].get(label, "")
             panels.append((label, why))
-    figure = Figure(figsize=(2.6 * len(panels), 3.3))
+    height, width = panels[0][1].shape[:2]
+    panel_height = min(5.0, max(2.0, 2.6 * height / width))
+    figure = Figure(figsize=(2.6 * len(panels), panel_height + 0.9))
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (title, panel) in zip(axes, panels, strict=True):
         axis.set_xticks([])
@@ -88,7 +90,7 @@ def plot_overlay(
         f"{coverage['cloud_or_shadow']['disagreement']:.0%}",
         fontsize=9,
     )
-    figure.tight_layout(rect=(0, 0.07, 1, 0.95))
+    figure.tight_layout(rect=(0, 0.3 / (panel_height + 0.9), 1, 1 - 0.25 / (panel_height + 0.9)))
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=100, format="png")
     return path
@@ -111,7 +113,7 @@ def _cell(value: float | None) -> str:
 
 def producer_table(results: dict[str, Any], scenes: dict[str, int]) -> list[str]:
     """Markdown rows: one per producer, the view scores and the false-alarm shares."""
-    header = ["producer", "scenes", *(title for _, _, title in COLUMNS),
+    header = ["producer", "scenes scored", *(title for _, _, title in COLUMNS),
               "clear called cloud", "clear called shadow"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for label, result in results.items():
@@ -121,13 +123,23 @@ def producer_table(results: dict[str, Any], scenes: dict[str, int]) -> list[str]
     return lines
 
 
+def scored_scenes(scenes: list[dict], producers: Sequence[str]) -> dict[str, int]:
+    """Per producer, the scenes where some view of it was scored against a reference."""
+    return {
+        label: sum(
+            any(v["scored_pixels"] for v in s["producers"][label]["views"].values())
+            for s in scenes
+            if label in s["producers"]
+        )
+        for label in producers
+    }
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     scenes = result["scenes"]
     cloudy = [s for s in scenes if s["cloudy"]]
-    ran_all = {label: sum(label in s["producers"] for s in scenes) for label in result["producers"]}
-    ran_cloudy = {
-        label: sum(label in s["producers"] for s in cloudy) for label in result["producers"]
-    }
+    ran_all = scored_scenes(scenes, result["producers"])
+    ran_cloudy = scored_scenes(cloudy, result["producers"])
     lines = [
         f"# Cloud masks on real Sentinel-2 scenes: `{result['root']}`",
         "",
@@ -174,7 +186,7 @@ def markdown_report(result: dict[str, Any]) -> str:
     lines += ["", "## Per scene", ""]
     for scene in scenes:
         lines += [f"### {scene['name']}", "", f"![{scene['name']}]({scene['overlay']})", ""]
-        lines += producer_table(scene["producers"], {k: 1 for k in scene["producers"]})
+        lines += producer_table(scene["producers"], scored_scenes([scene], scene["producers"]))
         notes = [f"- {label} skipped: it {why}." for label, why in scene["skipped"].items()]
         notes += [f"- {label} failed: {why}" for label, why in scene["failed"].items()]
         lines += ["", *notes, ""] if notes else [""]
