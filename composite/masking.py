@@ -58,7 +58,9 @@ COMPOSITE_INFERENCE = InferenceSpec(batch_size=8, rule=MaskRule(clear_threshold=
 
 @dataclass(frozen=True)
 class MaskSettings:
-    """Where masks come from and what they exclude. ``checkpoint`` is needed for ``model``.
+    """Where masks come from and what they exclude. ``checkpoint`` is needed for ``model``;
+    ``producer_options`` gives producers their options by name (``{"ocm": {"weights": ...}}``),
+    for the main source and for the baselines alike.
 
     The producer is built (and its options checked) at construction: :attr:`producer`.
     """
@@ -69,6 +71,7 @@ class MaskSettings:
     cache_dir: str = "outputs/cache/masks"
     checkpoint: str | None = None
     inference: InferenceSpec = COMPOSITE_INFERENCE
+    producer_options: dict[str, dict] = field(default_factory=dict)
     producer: MaskProducer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +86,10 @@ class MaskSettings:
             raise ValueError(f"masks.buffer_m={self.buffer_m} must be >= 0 (metres).")
         try:
             producer = build_producer(
-                self.source, checkpoint=self.checkpoint, inference=self.inference
+                self.source,
+                checkpoint=self.checkpoint,
+                inference=self.inference,
+                **dict(self.producer_options.get(self.source) or {}),
             )
         except ValueError as err:
             raise ValueError(f"masks.source={self.source}: {err}") from err

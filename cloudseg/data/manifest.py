@@ -27,7 +27,8 @@ from cloudseg.sentinel2.grid import Grid
 
 MANIFEST_NAME = "manifest.csv"
 LABEL_SOURCES = (
-    "hand", "scl", "s2cloudless", "import", "simulated", "real_background", "consensus",
+    "hand", "scl", "s2cloudless", "ukis", "ocm", "import", "simulated", "real_background",
+    "consensus",
 )  # fmt: skip
 CURATION_STATUSES = ("accepted", "rejected", "pending")
 SPLITS = ("train", "val", "test", "")

@@ -32,15 +32,18 @@ from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
 
 #: The Sentinel-2 bands OmniCloudMask takes, in its input order (red, green, NIR).
 OCM_BANDS: tuple[str, ...] = ("B04", "B03", "B8A")
-#: The option users set to give the weights (in messages; the config key of the producer).
-WEIGHTS_OPTION = "ocm_weights"
+#: Where users give the weights: the ``ocm`` producer's ``weights`` option.
+WEIGHTS_OPTION = (
+    "the ocm producer's weights (composite.py masks.producer_options.ocm.weights=...; "
+    "cloudfree-evaluate-masks / cloudfree-import ocm --ocm-weights ...)"
+)
 DOWNLOAD = "download"
 #: The input size below which OmniCloudMask refuses an image (its HARD_MINIMUM_PATCH_SIZE).
 MINIMUM_SIZE = 32
 CLASS_NODATA = IGNORE_INDEX
 
 
-class OCMWeightsError(FileNotFoundError):
+class OCMWeightsError(ValueError):
     """OmniCloudMask's weights were not given or are not where they were said to be."""
 
 
@@ -74,9 +77,9 @@ def official_model_files(version: float | None = None) -> list[OCMModelFile]:
 def weights_help() -> str:
     names = ", ".join(model.file_name for model in official_model_files())
     return (
-        f"Set {WEIGHTS_OPTION}=<folder> holding the OmniCloudMask weight files ({names}; from "
-        "https://huggingface.co/NickWright/OmniCloudMask), or =<file.pt> with a TorchScript "
-        f"model, or ={DOWNLOAD} on a machine with internet to fetch them."
+        f"Set {WEIGHTS_OPTION} to a folder holding the OmniCloudMask weight files ({names}; from "
+        "https://huggingface.co/NickWright/OmniCloudMask), to a TorchScript model file (.pt), "
+        f"or to '{DOWNLOAD}' on a machine with internet to fetch them."
     )
 
 
@@ -98,15 +101,15 @@ def load_models(weights: str | os.PathLike | None, device: str = "cpu") -> list:
                 return [torch.jit.load(str(path), map_location=device).eval()]
             except RuntimeError as err:
                 raise OCMWeightsError(
-                    f"{WEIGHTS_OPTION}={path} is not a TorchScript model file ({err}). "
+                    f"ocm weights {path} is not a TorchScript model file ({err}). "
                     f"{weights_help()}"
                 ) from err
         if not path.is_dir():
-            raise OCMWeightsError(f"{WEIGHTS_OPTION}={path} does not exist. {weights_help()}")
+            raise OCMWeightsError(f"ocm weights {path} does not exist. {weights_help()}")
         expected = official_model_files()
         absent = [m.file_name for m in expected if not (path / m.file_name).is_file()]
         if absent:
-            raise OCMWeightsError(f"{WEIGHTS_OPTION}={path} lacks {absent}. {weights_help()}")
+            raise OCMWeightsError(f"ocm weights {path} lacks {absent}. {weights_help()}")
         files = [(path / m.file_name, m.timm_model_name, m.model_library) for m in expected]
     return [
         load_model_from_weights(

@@ -8,6 +8,9 @@ Examples::
     # the model against s2cloudless, SCL (where present) and the threshold rule
     cloudfree-evaluate-masks --data data/simulated --split test --checkpoint best.ckpt \\
         --out experiments/mask_evaluation
+
+    # real scenes without labels: models against the consensus of ukis-csmask, s2cloudless, SCL
+    cloudfree-evaluate-masks --scenes ../shared/realdata --model demo=best.ckpt --out real/
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cloudseg.detectors.ukis import PRODUCT_LEVELS
 from cloudseg.inference.evaluate import evaluate_masks
 from cloudseg.inference.predict import output_paths, predict_scene
 from cloudseg.inference.predictor import WindowedPredictor
-from cloudseg.inference.producers import build_producer, producer_names
+from cloudseg.inference.producers import build_producer, producer_class, producer_names
+from cloudseg.inference.real_scenes import DEFAULT_DETECTORS, evaluate_real_scenes
 from cloudseg.inference.spec import InferenceSpec, MaskRule
 from cloudseg.run_folder import exclusive_folder, remove_leftovers
 from cloudseg.sentinel2.reader import open_scene
@@ -181,19 +186,42 @@ def _predict_source(
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cloudfree-evaluate-masks",
-        description="Score cloud-mask producers on a labeled split; writes metrics.json, "
-        "metrics.md and worst_scenes.png to --out.",
+        description="Score cloud-mask producers on a labeled split (--data; writes metrics.json, "
+        "metrics.md and worst_scenes.png to --out) or, without labels, on a folder of real "
+        "scenes against the consensus of independent detectors (--scenes; writes metrics.json, "
+        "metrics.md and overlays/).",
     )
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.csv)")
-    parser.add_argument("--split", default="test", help="manifest split to evaluate")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="dataset folder (manifest.csv)")
+    source.add_argument(
+        "--scenes",
+        type=Path,
+        help="folder of real scenes (GeoTIFFs, band folders, STAC items, numpy series): "
+        "evaluate against the consensus of --detectors",
+    )
+    parser.add_argument("--split", default="test", help="manifest split to evaluate (--data)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="a .ckpt for 'model'")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=CKPT",
+        help="(--scenes) a checkpoint to score under NAME; repeat for several",
+    )
     parser.add_argument(
         "--producers",
         nargs="+",
         default=None,
         choices=producer_names(),
         help="producers in table order; the first ranks the worst scenes (default: model "
-        "if --checkpoint is given, then s2cloudless, scl, threshold)",
+        "if --checkpoint is given, then s2cloudless, scl, threshold; with --scenes also ukis)",
+    )
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        default=list(DEFAULT_DETECTORS),
+        choices=producer_names(),
+        help="(--scenes) the producers whose agreement is the reference (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("experiments/mask_evaluation"))
     parser.add_argument("--worst", type=int, default=6, help="scenes in the worst-scenes figure")
@@ -204,37 +232,48 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         help="for scenes without a stored split: assign sites as the DataModule does (its "
         "data.split_seed)",
     )
-    parser.add_argument(
-        "--s2cloudless-resolution",
-        type=float,
-        default=160.0,
-        help="pixel size (m) s2cloudless runs at (160: as Sentinel Hub runs it)",
-    )
+    _add_producer_option_arguments(parser)
     _add_inference_arguments(parser)
     args = parser.parse_args(argv)
     names = args.producers
     if names is None:
-        names = [*(["model"] if args.checkpoint else []), "s2cloudless", "scl", "threshold"]
-    options = {
-        "model": {"checkpoint_key": "--checkpoint"},
-        "s2cloudless": {"resolution": args.s2cloudless_resolution},
-    }
+        detectors = list(DEFAULT_DETECTORS) if args.scenes else ["s2cloudless", "scl"]
+        names = [*(["model"] if args.checkpoint else []), *detectors, "threshold"]
+    if args.scenes:
+        names = list(dict.fromkeys([*names, *args.detectors]))
+    command = shlex.join(["cloudfree-evaluate-masks", *(sys.argv[1:] if argv is None else argv)])
     try:
-        producers = [
-            build_producer(
+        producers = {}
+        for spec in args.model:  # the named checkpoints first in the tables
+            label, _, path = spec.partition("=")
+            if not label or not path or label in producer_names() or label in producers:
+                raise ValueError(
+                    f"--model {spec!r}: give NAME=CKPT with a NAME of its own (not a producer's)."
+                )
+            producers[label] = build_producer(
+                "model", checkpoint=path, inference=inference_spec(args), checkpoint_key="--model"
+            )
+        options = producer_options(args)
+        for name in names:
+            producers[name] = build_producer(
                 name,
                 checkpoint=args.checkpoint and str(args.checkpoint),
                 inference=inference_spec(args),
                 **options.get(name, {}),
             )
-            for name in names
-        ]
     except ValueError as err:
         parser.error(str(err))
-    command = shlex.join(["cloudfree-evaluate-masks", *(sys.argv[1:] if argv is None else argv)])
+    if args.scenes:
+        evaluate_real_scenes(
+            args.scenes, producers, args.out, detectors=args.detectors, command=command
+        )
+        print(f"wrote {args.out / 'metrics.md'}")
+        return 0
+    if args.model:
+        parser.error("--model NAME=CKPT is for --scenes; with --data pass --checkpoint.")
     report = evaluate_masks(
         args.data,
-        producers,
+        list(producers.values()),
         args.out,
         split=args.split,
         worst=args.worst,
@@ -251,3 +290,36 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {result['scenes']} scenes, {summary}")
     print(f"wrote {args.out / 'metrics.md'}")
     return 0
+
+
+def _add_producer_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the producers that have some (defaults: the producers' own)."""
+    group = parser.add_argument_group("producer options")
+    group.add_argument(
+        "--s2cloudless-resolution",
+        type=float,
+        default=producer_class("s2cloudless").resolution,
+        help="pixel size (m) s2cloudless runs at (160: as Sentinel Hub runs it)",
+    )
+    group.add_argument(
+        "--ukis-product-level",
+        default=producer_class("ukis").product_level,
+        choices=("auto", *PRODUCT_LEVELS),
+        help="ukis-csmask's model: l1c or l2a; auto: from the scene (%(default)s)",
+    )
+    group.add_argument(
+        "--ocm-weights",
+        default=None,
+        help="OmniCloudMask weights: a folder with its weight files, a TorchScript .pt, or "
+        "'download' (with internet); needed for the ocm producer",
+    )
+
+
+def producer_options(args: argparse.Namespace) -> dict[str, dict]:
+    """The producers' options from the command line, by producer name."""
+    return {
+        "model": {"checkpoint_key": "--checkpoint"},
+        "s2cloudless": {"resolution": args.s2cloudless_resolution},
+        "ukis": {"product_level": args.ukis_product_level},
+        "ocm": {"weights": args.ocm_weights},
+    }

@@ -32,7 +32,11 @@ def plan_baselines(
         if source == "model" and not masks.checkpoint:
             skipped[source] = "no checkpoint: pass ckpt=/path/to/best.ckpt"
             continue
-        settings = dataclasses.replace(masks, source=source)
+        try:
+            settings = dataclasses.replace(masks, source=source)
+        except ValueError as err:  # e.g. ocm without weights: the others still run
+            skipped[source] = str(err)
+            continue
         lacking = lacking_bands(settings.producer, stack.scenes)
         if lacking:
             scene_id, missing = next(iter(lacking.items()))

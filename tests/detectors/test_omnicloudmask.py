@@ -27,7 +27,7 @@ def tiny_model(tmp_path):
 
 
 def test_missing_weights_name_the_option(tmp_path):
-    with pytest.raises(ocm.OCMWeightsError, match="ocm_weights=<folder>"):
+    with pytest.raises(ocm.OCMWeightsError, match="masks.producer_options.ocm.weights"):
         ocm.load_models(None)
     with pytest.raises(ocm.OCMWeightsError, match="lacks .*PM_model_OCM"):
         ocm.load_models(tmp_path)

@@ -114,8 +114,10 @@ def test_producers_say_what_a_scene_lacks(realdata):
 def test_registry_names_one_producer_per_module_and_checks_options(tmp_path):
     assert {"model", "scl", "s2cloudless", "threshold", "none"} <= set(producer_names())
     for name in producer_names():
-        if name != "model":
+        if name not in ("model", "ocm"):  # those two need a checkpoint / weights
             assert build_producer(name).name == name
+    with pytest.raises(ValueError, match="ocm mask producer needs weights"):
+        build_producer("ocm")
     with pytest.raises(ValueError, match=r"Unknown mask producer 'fmask'; choose from \['model'"):
         build_producer("fmask")
     with pytest.raises(ValueError, match="needs a checkpoint: pass ckpt="):

@@ -3,6 +3,8 @@
     cloudfree-import hand IMAGES LABELS --out data/seed --mapping coding.yaml
     cloudfree-import scl S2A_MSIL2A_...SAFE item.json --out data/seed --curation curation.csv
     cloudfree-import s2cloudless S2B_MSIL1C_...SAFE --out data/seed --curation curation.csv
+    cloudfree-import ukis S2B_MSIL2A_...SAFE chips/adwp --out data/seed --curation curation.csv
+    cloudfree-import ocm S2B_MSIL2A_...SAFE --ocm-weights weights/ --out data/seed
     cloudfree-import eopatch patches/slovenia --site slovenia --out data/seed
     cloudfree-import cloud-s2 ~/datasets/copernicus_bench --out data/cloud_s2
     cloudfree-import catalogue ~/datasets/cloud_mask_catalogue --out data/catalogue
@@ -28,6 +30,7 @@ from cloudseg.data.importers.hand import (
     import_hand_labels,
     pair_by_stem,
 )
+from cloudseg.data.importers.producer_labels import import_producer_labels
 from cloudseg.data.importers.public import import_cloud_mask_catalogue, import_copernicus_cloud_s2
 from cloudseg.data.importers.s2cloudless_labels import (
     S2CloudlessConfig,
@@ -109,6 +112,28 @@ def _s2cloudless(args, writer: DatasetWriter, curation: CurationList | None) -> 
     ]
 
 
+def _producer(args, writer: DatasetWriter, curation: CurationList | None) -> list[ManifestRow]:
+    from cloudseg.inference.producers import build_producer
+
+    if args.command == "ukis":
+        options = {"product_level": args.product_level} if args.product_level else {}
+    else:
+        options = {"weights": args.ocm_weights}
+    producer = build_producer(args.command, **options)
+    return [
+        import_producer_labels(
+            writer,
+            source,
+            producer,
+            bands=args.bands,
+            resolution=args.resolution,
+            site=args.site,
+            curation=curation,
+        )
+        for source in tqdm(args.sources, desc=f"{args.command} scenes")
+    ]
+
+
 def _eopatch(args, writer: DatasetWriter, curation: CurationList | None) -> list[ManifestRow]:
     mask_feature = None if args.run_s2cloudless else args.mask_feature
     reflectance, masks, timestamps, grid = read_eopatch(
@@ -180,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     s2c.add_argument("--probability-max", type=float, default=1.0, help="100 or 255 if scaled")
     s2c.add_argument("--threshold", type=float, default=S2CloudlessConfig.threshold)
     s2c.add_argument("--site", default="", help="site id (default: the tile id)")
+
+    for name, help_text in (
+        ("ukis", "Labels from ukis-csmask (real-trained, offline) run on the scenes."),
+        ("ocm", "Labels from OmniCloudMask run on the scenes (needs --ocm-weights)."),
+    ):
+        detector = command(name, _producer, help_text)
+        detector.add_argument("sources", nargs="+", help="SAFE, band folder, GeoTIFF or STAC item")
+        detector.add_argument("--bands", nargs="+", default=None, help="bands to store (all)")
+        detector.add_argument("--resolution", type=float, default=20.0, help="metres (20)")
+        detector.add_argument("--site", default="", help="site id (default: the tile id)")
+        if name == "ukis":
+            detector.add_argument(
+                "--product-level", choices=("auto", "l1c", "l2a"),
+                help="its L1C or L2A model (default auto: from the scene)",
+            )  # fmt: skip
+        else:
+            detector.add_argument(
+                "--ocm-weights", required=True,
+                help="folder of OmniCloudMask weight files, a TorchScript .pt, or 'download'",
+            )  # fmt: skip
 
     eop = command("eopatch", _eopatch, "An eo-learn EOPatch time series (s2cloudless labels).")
     eop.add_argument("folder", help="EOPatch folder (data/, mask/, bbox.geojson, timestamps.json)")

@@ -20,7 +20,7 @@ from cloudseg.inference.producers.base import MaskProducer, no_data
 from cloudseg.inference.spec import CLASS_NODATA
 from cloudseg.labels import CLEAR, THICK_CLOUD
 from cloudseg.sentinel2.bands import S2CLOUDLESS_BANDS
-from cloudseg.sentinel2.grid import Grid, reproject_nearest
+from cloudseg.sentinel2.grid import Grid, processing_grid, reproject_nearest
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ class S2CloudlessProducer(MaskProducer):
         )
 
     def processing_grid(self, scene) -> Grid:
-        grid = scene.grid()
-        return grid if grid.resolution >= self.resolution else scene.grid(self.resolution)
+        """The scene grid at ``resolution`` metres (also for grids in degrees), or the scene's
+        own where it is as coarse."""
+        return processing_grid(scene.grid(), self.resolution)
 
     def cloud_mask(self, scene, grid: Grid) -> np.ndarray:
         """Binary cloud mask (uint8) on ``grid``; pixels without data are 0 (checked later)."""
