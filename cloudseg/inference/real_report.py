@@ -49,15 +49,17 @@ def plot_overlay(
     detectors: Sequence[str],
     report: dict[str, Any],
     path: Path,
+    producers: Sequence[str],
 ) -> Path:
-    """One row: RGB, the consensus reference, then every producer (or why it has no mask)."""
+    """One row: RGB, the consensus reference, then every producer in ``producers`` order (or
+    why it has no mask here)."""
     cmap, lookup = _lookup()
     references = [d for d in detections if d.name in detectors]
     panels: list[tuple[str, np.ndarray | str]] = [("RGB", rgb_quicklook(scene))]
     reference_title = "reference: " + (" = ".join(d.name for d in references) or "none")
     panels.append((reference_title, reference_map(references) if references else "no detector ran"))
     by_name = {d.name: d for d in detections}
-    for label in report["producers"] | report["skipped"] | report["failed"]:
+    for label in producers:
         if label in by_name:
             panels.append((label, by_name[label].classes))
         else:
@@ -123,6 +125,24 @@ def producer_table(results: dict[str, Any], scenes: dict[str, int]) -> list[str]
     return lines
 
 
+def scene_matrix(scenes: list[dict], producers: Sequence[str], view: str, title: str) -> list[str]:
+    """Markdown: one row per scene, one column per producer, its ``view`` IoU there (the pooled
+    tables above mix scene sets: each producer runs where it has its bands)."""
+    lines = [
+        f"## {title} per scene (`n/a`: the producer lacks bands or failed; `–`: nothing scored)",
+        "",
+        "| scene | " + " | ".join(producers) + " |",
+        "| --- |" + " ---: |" * len(producers),
+    ]
+    for scene in scenes:
+        cells = []
+        for label in producers:
+            entry = scene["producers"].get(label)
+            cells.append("n/a" if entry is None else _cell(entry["views"][view]["iou"]))
+        lines.append(f"| {scene['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def scored_scenes(scenes: list[dict], producers: Sequence[str]) -> dict[str, int]:
     """Per producer, the scenes where some view of it was scored against a reference."""
     return {
@@ -153,7 +173,10 @@ def markdown_report(result: dict[str, Any]) -> str:
         "votes only on views it can answer both ways (s2cloudless, binary, votes on cloud only). "
         "`clear called cloud/shadow`: of the pixels the reference calls clear, the share the "
         "producer calls cloud / shadow (false alarms). `–`: nothing to score (no other detector "
-        "judges that view on those scenes, or the producer cannot output the class).",
+        "judges that view on those scenes, or the producer cannot output the class). The two "
+        "tables pool the pixels of the scenes each producer was scored on, and those sets differ "
+        "(a producer runs where it has its bands; a detector is scored only where another "
+        "detector judges it): compare producers scene by scene in the per-scene tables.",
         "",
         f"## Cloudy scenes ({len(cloudy)} of {len(scenes)}: the reference calls >= 1 % of pixels "
         "cloud)",
@@ -183,6 +206,8 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"{_cell(share)} | "
             f"{'yes' if scene['cloudy'] else 'no'} |"
         )
+    for view, title in (("cloud", "cloud IoU"), ("cloud_or_shadow", "cloud+shadow IoU")):
+        lines += ["", *scene_matrix(scenes, result["producers"], view, title)]
     lines += ["", "## Per scene", ""]
     for scene in scenes:
         lines += [f"### {scene['name']}", "", f"![{scene['name']}]({scene['overlay']})", ""]

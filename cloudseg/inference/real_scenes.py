@@ -174,7 +174,9 @@ def evaluate_real_scenes(
             scene_reports.append(report)
             with open_scene(real_scene.source) as scene:
                 overlay = out_dir / "overlays" / f"{_file_name(real_scene.name)}.png"
-                plot_overlay(scene, real_scene.name, detections, detectors, report, overlay)
+                plot_overlay(
+                    scene, real_scene.name, detections, detectors, report, overlay, list(producers)
+                )
             report["overlay"] = overlay.relative_to(out_dir).as_posix()
     result = {
         "root": str(root),

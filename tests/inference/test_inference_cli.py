@@ -160,3 +160,33 @@ def test_predict_refuses_an_out_folder_another_run_holds(checkpoint, tmp_path):
         with pytest.raises(FolderBusyError, match=r"--out .* is in use by another run: pid \d+"):
             predict_main([str(checkpoint), "scene.tif", "--out", str(out)])
         assert (out / ".scene_classes.abcdefgh").is_dir()
+
+
+def test_evaluate_masks_on_real_scenes_against_the_detectors(checkpoint, tmp_path):
+    """--scenes: a named checkpoint and the default producers; the reference from ukis-csmask and
+    s2cloudless (the scene has no SCL: scl is skipped, saying so)."""
+    from affine import Affine
+
+    from cloudseg.sentinel2.bands import L1C_BANDS
+    from cloudseg.sentinel2.cog import write_cog
+    from cloudseg.sentinel2.grid import Grid
+
+    grid = Grid("EPSG:32633", Affine(10, 0, 500000, 0, -10, 4000000), 32, 32)
+    dn = np.full((13, 32, 32), 900, dtype=np.uint16)
+    dn[:, :16] = 6000
+    (tmp_path / "scenes").mkdir()
+    write_cog(tmp_path / "scenes" / "l1c-one.tif", dn, grid, nodata=0, band_names=L1C_BANDS)
+    out = tmp_path / "real"
+    evaluate_main(["--scenes", str(tmp_path / "scenes"), "--model", f"tiny={checkpoint}",
+                   "--out", str(out)])  # fmt: skip
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["producers"] == ["tiny", "ukis", "s2cloudless", "scl", "threshold"]
+    (scene,) = report["scenes"]
+    assert scene["name"] == "l1c-one" and scene["product_level"] == "l1c"
+    assert scene["detectors_run"] == ["ukis", "s2cloudless"]
+    assert scene["skipped"] == {"scl": "lacks SCL"}
+    assert scene["producers"]["tiny"]["reference_from"]["cloud"] == ["ukis", "s2cloudless"]
+    assert (out / "overlays" / "l1c-one.png").is_file()
+    for bad in (["--model", "ukis=x.ckpt"], ["--model", "noequals"]):
+        with pytest.raises(SystemExit):
+            evaluate_main(["--scenes", str(tmp_path / "scenes"), *bad, "--out", str(out)])

@@ -108,3 +108,15 @@ def test_detectors_must_be_producers(scenes, tmp_path):
         evaluate_real_scenes(
             scenes, {"ukis": Stub("ukis", ["B02"])}, tmp_path, detectors=("ukis", "scl")
         )
+
+
+def test_the_record_script_writes_its_readme(scenes, tmp_path, load_experiment):
+    """experiments/real_masks.py on the tiny scenes (no checkpoint): tables, overlays, README."""
+    record = load_experiment("real_masks")
+    out = tmp_path / "record"
+    assert record.main(["--realdata", str(scenes), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    assert "experiments/real_masks.py --realdata" in readme and "CPU cores" in readme
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["producers"] == ["ukis", "s2cloudless", "scl", "threshold"]
+    assert (out / "metrics.md").is_file() and (out / "overlays" / "full.png").is_file()
