@@ -11,7 +11,7 @@ import numpy as np
 import rasterio
 
 from cloudseg.inference.producers import build_producer
-from composite.evidence import plan_baselines
+from composite.evidence.baselines import plan_baselines
 from composite.masking import MaskSettings
 from composite.stack import StackSettings, build_stack
 
