@@ -87,6 +87,9 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "cloudfree-import s2cloudless S2A_MSIL1C_...SAFE --out data/mylabels": (
         "tests/test_readme_commands.py::test_import_s2cloudless_labels_from_an_l1c_safe",
     ),
+    "cloudfree-import ukis S2B_MSIL2A_...SAFE --out data/mylabels": (
+        "tests/inference/test_detector_producers.py::test_importers_take_detector_labels",
+    ),
     "cloudfree-import curate data/mylabels --curation curation.csv": (
         "tests/data/test_importers_products.py::test_curate_an_existing_dataset",
     ),
@@ -142,6 +145,17 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "--producers model s2cloudless scl threshold --out outputs/mask_evaluation": (
         "tests/test_readme_commands.py::test_evaluate_masks_with_the_four_producers",
     ),
+    "cloudfree-evaluate-masks --scenes ../shared/realdata --model demo=outputs/.../best.ckpt "
+    "--out outputs/real_masks": (
+        "tests/inference/test_inference_cli.py::test_evaluate_masks_on_real_scenes_against_the_detectors",
+        "tests/inference/test_real_scenes.py::test_skipped_and_failing_producers_do_not_lose_the_others",
+    ),
+    "masks.source=ocm +masks.producer_options.ocm.weights=/weights/omnicloudmask": (
+        "tests/composite/test_detector_masks.py::test_ocm_weights_come_from_the_composite_config",
+    ),
+    "python experiments/real_masks.py": (
+        "tests/inference/test_real_scenes.py::test_the_record_script_writes_its_readme",
+    ),
     # -- README.md: composite a stack
     "python composite.py ckpt=outputs/.../best.ckpt stack.source=/data/scenes/": (
         "tests/test_readme_commands.py::test_composite_a_folder_of_scenes_with_a_checkpoint",
@@ -149,6 +163,10 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "python composite.py masks.source=scl "
     "stack.source=../shared/realdata/l2a-29RKH-20200219/item.json": (
         "tests/test_composite_cli.py::test_cli_runs_from_the_real_stac_item_with_scl_masks",
+    ),
+    "python composite.py masks.source=ukis "
+    "stack.source=../shared/realdata/l2a-29RKH-20200219/item.json": (
+        "tests/composite/test_detector_masks.py::test_ukis_masks_a_real_stack_end_to_end",
     ),
     "python composite.py ckpt=best.ckpt stack.source=https://earth-search.aws.element84.com/v1 "
     "stack.tile=29RKH stack.years=[2019,2020,2021,2022,2023] stack.months=[6,7,8] "

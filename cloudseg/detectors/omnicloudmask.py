@@ -101,8 +101,7 @@ def load_models(weights: str | os.PathLike | None, device: str = "cpu") -> list:
                 return [torch.jit.load(str(path), map_location=device).eval()]
             except RuntimeError as err:
                 raise OCMWeightsError(
-                    f"ocm weights {path} is not a TorchScript model file ({err}). "
-                    f"{weights_help()}"
+                    f"ocm weights {path} is not a TorchScript model file ({err}). {weights_help()}"
                 ) from err
         if not path.is_dir():
             raise OCMWeightsError(f"ocm weights {path} does not exist. {weights_help()}")

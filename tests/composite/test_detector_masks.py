@@ -54,3 +54,37 @@ def test_baselines_accept_ukis_and_skip_ocm_without_weights(realdata):
     with_weights = MaskSettings(source="scl", producer_options={"ukis": {"resolution": 60.0}})
     planned, _ = plan_baselines(("ukis",), with_weights, stack)
     assert planned["ukis"].producer.resolution == 60.0
+
+
+def test_ocm_weights_come_from_the_composite_config(tmp_path):
+    """masks.source=ocm +masks.producer_options.ocm.weights=...: the producer gets its weights
+    (checked to exist before any work); without them the config names the option."""
+    import pytest
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from composite.run import settings_from_config
+
+    weights = tmp_path / "ocm.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 4, 1)), str(weights))
+
+    def settings(*overrides):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(
+                config_name="composite",
+                overrides=["stack.source=x", f"paths.log_dir={tmp_path}", *overrides],
+                return_hydra_config=True,
+            )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg.hydra
+        return settings_from_config(cfg)
+
+    masks = settings("masks.source=ocm", f"+masks.producer_options.ocm.weights={weights}").masks
+    assert masks.producer.name == "ocm" and masks.producer.weights == str(weights)
+    with pytest.raises(ValueError, match="masks.source=ocm: .*masks.producer_options.ocm.weights"):
+        settings("masks.source=ocm")
+    with pytest.raises(ValueError, match="weights /nowhere/ocm do not exist"):
+        settings("masks.source=ocm", "+masks.producer_options.ocm.weights=/nowhere/ocm")

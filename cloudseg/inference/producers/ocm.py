@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +35,10 @@ class OCMProducer(MaskProducer):
     def __post_init__(self) -> None:
         if not self.weights:
             raise ocm.OCMWeightsError(f"The ocm mask producer needs weights. {ocm.weights_help()}")
+        if self.weights != ocm.DOWNLOAD and not Path(self.weights).exists():
+            raise ocm.OCMWeightsError(
+                f"The ocm mask producer's weights {self.weights} do not exist. {ocm.weights_help()}"
+            )
 
     @property
     def required_bands(self) -> tuple[str, ...]:
