@@ -63,3 +63,19 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return tmp_path
+
+
+@pytest.fixture
+def ocm_tiny_weights(tmp_path) -> Path:
+    """A TorchScript stand-in for OmniCloudMask's weights (no real ones offline): logits say
+    thick_cloud where the patch-normalised red channel is above its mean, else clear."""
+    import torch
+
+    class RedIsCloud(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            red = x[:, :1]
+            return torch.cat([-red, red, red * 0 - 10, red * 0 - 10], dim=1)
+
+    path = tmp_path / "ocm_tiny.pt"
+    torch.jit.save(torch.jit.script(RedIsCloud()), str(path))
+    return path

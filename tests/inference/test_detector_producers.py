@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 
 from cloudseg.data.importers.cli import main as import_main
@@ -23,19 +22,6 @@ def write_scene(path, bands, value=1000):
     data = np.full((len(bands), *GRID.shape), value, dtype=np.uint16)
     data[:, :, 32:] = 6000  # a bright right half
     return write_cog(path, data, GRID, nodata=0, band_names=list(bands))
-
-
-class RedIsCloud(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        red = x[:, :1]
-        return torch.cat([-red, red, red * 0 - 10, red * 0 - 10], dim=1)
-
-
-@pytest.fixture
-def ocm_weights(tmp_path):
-    path = tmp_path / "ocm_tiny.pt"
-    torch.jit.save(torch.jit.script(RedIsCloud()), str(path))
-    return path
 
 
 def test_ukis_needs_the_four_band_minimum_and_a_known_level(tmp_path):
@@ -57,10 +43,10 @@ def test_ukis_on_a_real_scene_runs_at_30_m_and_answers_on_the_scene_grid(realdat
     assert (classes == CLEAR).mean() > 0.9
 
 
-def test_ocm_runs_a_given_model_and_names_its_option_without_one(tmp_path, ocm_weights):
+def test_ocm_runs_a_given_model_and_names_its_option_without_one(tmp_path, ocm_tiny_weights):
     with pytest.raises(ValueError, match="masks.producer_options.ocm.weights"):
         build_producer("ocm")
-    producer = build_producer("ocm", weights=str(ocm_weights))
+    producer = build_producer("ocm", weights=str(ocm_tiny_weights))
     assert producer.missing(["B02", "B03", "B04", "B08"]) == ["B8A"]
     path = write_scene(tmp_path / "scene.tif", ["B03", "B04", "B8A"])
     with open_scene(path) as scene:
@@ -69,12 +55,12 @@ def test_ocm_runs_a_given_model_and_names_its_option_without_one(tmp_path, ocm_w
     assert (classes[:, 34:] == THICK_CLOUD).all() and (classes[:, :30] == CLEAR).all()
 
 
-def test_importers_take_detector_labels(realdata, tmp_path, ocm_weights):
+def test_importers_take_detector_labels(realdata, tmp_path, ocm_tiny_weights):
     out = tmp_path / "dataset"
     chip = realdata / "l2a-cloudcover-chips" / "adwp"
     import_main(["ukis", str(chip), "--out", str(out), "--site", "chifunfu"])
     scene = str(write_scene(tmp_path / "T33UVP_20210601_scene.tif", ["B03", "B04", "B8A"]))
-    import_main(["ocm", scene, "--ocm-weights", str(ocm_weights), "--out", str(out)])
+    import_main(["ocm", scene, "--ocm-weights", str(ocm_tiny_weights), "--out", str(out)])
     manifest = read_manifest(out).set_index("scene_id")
     assert manifest.loc["adwp", "label_source"] == "ukis"
     assert manifest.loc["adwp", "curation"] == "pending"
