@@ -37,11 +37,12 @@ from rasterio.windows import Window
 
 from cloudseg.sentinel2.bands import resolve_bands
 from cloudseg.sentinel2.cog import atomic_path
-from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.errors import SCENE_READ_ERRORS, UnreadableScene
+from cloudseg.sentinel2.grid import Grid, bounds_intersect, tile_windows
 from cloudseg.sentinel2.radiometry import harmonize_dn
 from cloudseg.sentinel2.reader import Scene
 from composite.cluster import Executor
-from composite.masking import READ_ERRORS, MaskSet, exclusion_window
+from composite.masking import MaskSet, exclusion_window
 from composite.output_grid import grid_record
 from composite.percentile import METHODS, NO_VALID_POLICIES, masked_percentile
 from composite.stack import Stack, StackScene
@@ -169,15 +170,6 @@ class CompositeRun:
     computed_windows: int
 
 
-def plan_windows(grid: Grid, window_size: int) -> tuple[Window, ...]:
-    """Non-overlapping windows of at most ``window_size`` px covering ``grid``, row-major."""
-    return tuple(
-        Window(col, row, min(window_size, grid.width - col), min(window_size, grid.height - row))
-        for row in range(0, grid.height, window_size)
-        for col in range(0, grid.width, window_size)
-    )
-
-
 # -- one window --------------------------------------------------------------------------------
 
 _open_scenes = threading.local()
@@ -197,15 +189,6 @@ def _scene(scene: StackScene) -> Scene:
     return cache[key]
 
 
-class UnreadableScene(Exception):
-    """A scene of the job could not be read in a window."""
-
-    def __init__(self, scene_id: str, error: Exception) -> None:
-        super().__init__(f"{scene_id}: {type(error).__name__}: {error}")
-        self.scene_id = scene_id
-        self.error = error
-
-
 def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """``(stack (scenes, bands, h, w) uint16 harmonised DN, exclude (scenes, h, w) bool)``.
 
@@ -217,7 +200,7 @@ def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.nd
     exclude = np.zeros((len(job.scenes), height, width), dtype=bool)
     window_bounds = job.grid.window_grid(window).bounds
     for t, scene in enumerate(job.scenes):
-        if not _intersects(job.footprints[t], window_bounds):
+        if not bounds_intersect(job.footprints[t], window_bounds):
             continue
         opened = _scene(scene)
         try:
@@ -227,7 +210,7 @@ def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.nd
                 exclude[t] = exclusion_window(
                     job.mask_paths[t], job.grid, window, job.exclude_codes, job.buffer_m
                 )
-        except READ_ERRORS as err:
+        except SCENE_READ_ERRORS as err:
             raise UnreadableScene(scene.scene_id, err) from err
         finally:
             opened.close()  # an open multi-band GeoTIFF holds a decoded tile: ~7 MB at 13 bands
@@ -262,10 +245,6 @@ def compute_window(job: WindowJob, item: tuple[int, Window]) -> WindowOutcome:
     with atomic_path(job.window_path(index)) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     return WindowOutcome(index)
-
-
-def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 # -- the whole grid ----------------------------------------------------------------------------
@@ -357,7 +336,7 @@ def composite_windows(
     Scenes found unreadable on the way are dropped and the run restarts without them.
     """
     work_root = Path(work_root)
-    windows = plan_windows(grid, settings.window_size)
+    windows = tile_windows(grid.height, grid.width, settings.window_size)
     while True:
         job, run_key = make_job(stack, masks, settings, grid, bands, work_root)
         Path(job.windows_dir).mkdir(parents=True, exist_ok=True)

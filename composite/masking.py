@@ -31,23 +31,20 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from scipy.ndimage import binary_dilation
 
 from cloudseg.inference.producers import MaskProducer, build_producer, lacking_bands
 from cloudseg.inference.spec import CLASS_NODATA, InferenceSpec, MaskRule
 from cloudseg.labels import CLASS_NAMES, DEFAULT_EXCLUDED, class_codes
+from cloudseg.sentinel2.errors import SCENE_READ_ERRORS
 from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.reader import aligned_window, read_padded
-from cloudseg.sentinel2.sources import SceneError
 from composite.cluster import Executor
 from composite.stack import Stack, StackScene
 
 log = logging.getLogger(__name__)
 
-#: Errors of reading one scene; anything else is a bug or a configuration error and propagates.
-READ_ERRORS: tuple[type[Exception], ...] = (SceneError, RasterioError)
 #: How composites run the model: with ~100 dates a missed cloud costs far more than a dropped
 #: clear view, so a view counts as clear only where p(clear) >= 0.9 (on the demo's tiles this,
 #: against argmax, cut the pixels whose value uses a truly cloudy observation from 0.042/0.053
@@ -157,7 +154,7 @@ def make_mask(producer: MaskProducer, task: MaskTask, progress: bool = False) ->
     try:
         with scene.open() as opened:
             producer.write(opened, task.path, {"SCENE_ID": scene.scene_id}, progress=progress)
-    except READ_ERRORS as err:
+    except SCENE_READ_ERRORS as err:
         return MaskOutcome(scene.scene_id, task.path, f"{type(err).__name__}: {err}")
     return MaskOutcome(scene.scene_id, task.path)
 

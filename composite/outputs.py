@@ -12,12 +12,13 @@ Outputs in the output folder:
 - ``run.json``: inputs, dates, skipped scenes, masks, checkpoint hash, configuration, counts.
 
 Windows are first written into tiled GeoTIFFs in the work folder, one window at a time (memory
-stays at one window), then converted to COGs through :func:`cloudseg.sentinel2.cog.atomic_path`,
+stays at one window), then published together as COGs (:class:`cloudseg.sentinel2.cog.CogWriter`),
 so an output file exists only when complete; ``run.json`` is written last and marks a finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -29,16 +30,14 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from tqdm.auto import tqdm
 
-from cloudseg.sentinel2.cog import atomic_path
+from cloudseg.sentinel2.cog import CogWriter, atomic_path, publish
 from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, CompositeRun
 from composite.output_grid import grid_record
 
 log = logging.getLogger(__name__)
 
-TILE_SIZE = 512
 PROVENANCE_NODATA = 0
 RUN_JSON = "run.json"
 
@@ -98,91 +97,50 @@ def _write_rasters(
     outputs = output_paths(out_dir, picks)
     outputs.out_dir.mkdir(parents=True, exist_ok=True)
     assembly = run.work_dir / "assembly"
-    assembly.mkdir(parents=True, exist_ok=True)
-    base = {
-        "driver": "GTiff",
-        "tiled": True,
-        "blockxsize": TILE_SIZE,
-        "blockysize": TILE_SIZE,
-        "BIGTIFF": "IF_SAFER",
-        **job.grid.to_profile(),
-    }
-    provenance_bands = 1 if job.key is not None else len(job.bands)
     dates = scene_dates(run)
-    text_tags = {key: str(value) for key, value in tags.items()}
     totals = {"no_valid": 0, "fallback": 0}
-    with (
-        rasterio.open(
-            assembly / "composite.tif", "w", count=len(job.bands), dtype="uint16",
-            nodata=COMPOSITE_NODATA, **base,
-        ) as composite,
-        rasterio.open(assembly / "count.tif", "w", count=1, dtype="uint16", **base) as count,
-    ):  # fmt: skip
-        provenance = (
-            rasterio.open(
-                assembly / "provenance.tif",
-                "w",
-                count=provenance_bands,
-                dtype="uint32",
-                nodata=PROVENANCE_NODATA,
-                **base,
+    with contextlib.ExitStack() as stack:
+        composite = stack.enter_context(
+            CogWriter(
+                outputs.composite, job.grid, count=len(job.bands), dtype="uint16",
+                nodata=COMPOSITE_NODATA, band_names=job.bands, workdir=assembly,
+                tags={**tags, "DN_OFFSET": "0", "REFLECTANCE_SCALE": "0.0001"},
+            )
+        )  # fmt: skip
+        count = stack.enter_context(
+            CogWriter(
+                outputs.count, job.grid, count=1, dtype="uint16", categorical=True,
+                band_names=["valid_observations"], tags=tags, workdir=assembly,
+            )
+        )  # fmt: skip
+        writers = [composite, count]
+        if outputs.provenance is not None:
+            names = ["date"] if job.key is not None else [f"date_{b}" for b in job.bands]
+            provenance = stack.enter_context(
+                CogWriter(
+                    outputs.provenance, job.grid, count=len(names), dtype="uint32",
+                    nodata=PROVENANCE_NODATA, categorical=True, band_names=names,
+                    tags={**tags, "DATE_FORMAT": "YYYYMMDD"}, workdir=assembly,
+                )
             )  # fmt: skip
-            if picks
-            else None
-        )
-        try:
-            for index, window in enumerate(
-                tqdm(run.windows, desc="write outputs", unit="window", disable=not progress)
-            ):
-                with np.load(job.window_path(index)) as saved:
-                    composite.write(saved["composite"], window=window)
-                    count.write(saved["count"].astype(np.uint16), 1, window=window)
-                    totals["no_valid"] += int(np.count_nonzero(saved["count"] == 0))
-                    totals["fallback"] += int(np.count_nonzero(saved["fallback"]))
-                    if provenance is not None:
-                        index_array = saved["index"]
-                        picked_dates = np.where(
-                            index_array >= 0, dates[np.clip(index_array, 0, None)], 0
-                        )
-                        provenance.write(picked_dates.astype(np.uint32), window=window)
-            for index, band in enumerate(job.bands, start=1):
-                composite.set_band_description(index, band)
-            composite.update_tags(**text_tags, DN_OFFSET="0", REFLECTANCE_SCALE="0.0001")
-            count.set_band_description(1, "valid_observations")
-            count.update_tags(**text_tags)
-            if provenance is not None:
-                names = ["date"] if job.key is not None else [f"date_{b}" for b in job.bands]
-                for index, name in enumerate(names, start=1):
-                    provenance.set_band_description(index, name)
-                provenance.update_tags(**text_tags, DATE_FORMAT="YYYYMMDD")
-        finally:
-            if provenance is not None:
-                provenance.close()
-    publish = [
-        (assembly / "composite.tif", outputs.composite, "AVERAGE"),
-        (assembly / "count.tif", outputs.count, "NEAREST"),
-    ]
-    if outputs.provenance is not None:
-        publish.append((assembly / "provenance.tif", outputs.provenance, "NEAREST"))
-    for tiled, target, resampling in publish:
-        to_cog(tiled, target, resampling)
+            writers.append(provenance)
+        for index, window in enumerate(
+            tqdm(run.windows, desc="write outputs", unit="window", disable=not progress)
+        ):
+            with np.load(job.window_path(index)) as saved:
+                composite.write(saved["composite"], window=window)
+                count.write(saved["count"].astype(np.uint16), window=window)
+                totals["no_valid"] += int(np.count_nonzero(saved["count"] == 0))
+                totals["fallback"] += int(np.count_nonzero(saved["fallback"]))
+                if outputs.provenance is not None:
+                    index_array = saved["index"]
+                    picked_dates = np.where(
+                        index_array >= 0, dates[np.clip(index_array, 0, None)], 0
+                    )
+                    provenance.write(picked_dates.astype(np.uint32), window=window)
+        publish(*writers)
     shutil.rmtree(assembly, ignore_errors=True)
     return outputs, totals
-
-
-def to_cog(tiled: Path, target: Path, overview_resampling: str) -> None:
-    """Copy a tiled GeoTIFF to a COG at ``target``, atomically."""
-    with atomic_path(target) as partial:
-        rasterio.shutil.copy(
-            tiled,
-            partial,
-            driver="COG",
-            compress="DEFLATE",
-            predictor=2,
-            blocksize=TILE_SIZE,
-            overview_resampling=overview_resampling,
-            bigtiff="IF_SAFER",
-        )
 
 
 def run_record(

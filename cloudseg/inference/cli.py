@@ -29,8 +29,8 @@ from cloudseg.inference.producers import build_producer, producer_class, produce
 from cloudseg.inference.real_scenes import DEFAULT_DETECTORS, evaluate_real_scenes
 from cloudseg.inference.spec import InferenceSpec, MaskRule
 from cloudseg.run_folder import exclusive_folder, remove_leftovers
+from cloudseg.sentinel2.errors import SCENE_READ_ERRORS
 from cloudseg.sentinel2.reader import open_scene
-from cloudseg.sentinel2.sources import SCENE_READ_ERRORS
 
 #: The defaults of the inference options: those of the spec, stated there once.
 DEFAULTS = InferenceSpec()

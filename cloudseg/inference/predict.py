@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 import rasterio.windows
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
@@ -44,17 +43,17 @@ from tqdm.auto import tqdm
 from cloudseg.inference.predictor import WindowedPredictor
 from cloudseg.inference.spec import CLASS_NODATA, MaskRule
 from cloudseg.labels import CLASS_NAMES
-from cloudseg.sentinel2.cog import atomic_path
-from cloudseg.sentinel2.grid import Grid
-from cloudseg.sentinel2.sources import SceneError
+from cloudseg.sentinel2.cog import TILE_SIZE, CogWriter, publish
+from cloudseg.sentinel2.errors import SceneError
+from cloudseg.sentinel2.grid import Grid, tile_windows
 
 #: Probabilities are stored as ``round(p * PROBABILITY_SCALE)`` in uint8.
 PROBABILITY_SCALE = 254
 PROBABILITY_NODATA = 255
 #: Output blocks (pixels) when upsampling from a coarser inference grid; a multiple of the tiles.
 OUTPUT_BLOCK = 1024
-TILE_SIZE = 512
-#: DEFLATE level of the output COGs: 1 is ~4x faster than the default 6 for ~25% larger files.
+#: DEFLATE level of the output COGs: 1 is ~4x faster than the default 6 for ~25% larger files
+#: (masks are written for every scene; composites, written once per run, keep the default).
 COMPRESSION_LEVEL = 1
 
 
@@ -107,19 +106,12 @@ def decode_probabilities(encoded: np.ndarray) -> np.ndarray:
     return probabilities
 
 
-def block_windows(height: int, width: int, block: int = OUTPUT_BLOCK) -> Iterator[Window]:
-    """Non-overlapping windows of at most ``block`` x ``block`` covering a raster, row-major."""
-    for row in range(0, height, block):
-        for col in range(0, width, block):
-            yield Window(col, row, min(block, width - col), min(block, height - row))
-
-
 class PredictionWriter:
-    """Write class and probability rasters window by window, then publish them as COGs.
+    """Class and probability rasters written window by window, then published together as COGs.
 
-    Classes follow the writer's ``rule``. Writes into tiled GeoTIFFs in a temporary folder beside the outputs; :meth:`publish`
-    converts them to COGs (``rasterio.shutil.copy`` with the COG driver) through
-    :func:`cloudseg.sentinel2.cog.atomic_path`, so an interrupted run leaves no output behind.
+    Classes follow the writer's ``rule``. Both rasters go through
+    :class:`~cloudseg.sentinel2.cog.CogWriter` (tiled GeoTIFFs in ``workdir``, then COGs renamed
+    into place only when both are complete), so an interrupted run leaves no output behind.
     """
 
     def __init__(
@@ -131,46 +123,26 @@ class PredictionWriter:
         tags: Mapping[str, Any],
         rule: MaskRule,
     ) -> None:
-        self.grid = grid
         self.rule = rule
-        self.classes_path = classes_path
-        self.probabilities_path = probabilities_path
-        self._tiled_classes = workdir / "classes.tif"
-        self._tiled_probabilities = workdir / "probabilities.tif"
-        base = {
-            "driver": "GTiff",
-            "dtype": "uint8",
-            "tiled": True,
-            "blockxsize": TILE_SIZE,
-            "blockysize": TILE_SIZE,
-            "BIGTIFF": "IF_SAFER",
-            **grid.to_profile(),
-        }
-        text_tags = {key: str(value) for key, value in tags.items()}
-        self.classes = rasterio.open(self._tiled_classes, "w", count=1, nodata=CLASS_NODATA, **base)
-        self.classes.set_band_description(1, "class")
-        self.classes.update_tags(**text_tags)
-        self.classes.update_tags(
-            CLASSES=" ".join(f"{code}={name}" for code, name in enumerate(CLASS_NAMES))
-        )
-        self.probabilities = rasterio.open(
-            self._tiled_probabilities,
-            "w",
-            count=len(CLASS_NAMES),
-            nodata=PROBABILITY_NODATA,
-            **base,
-        )
-        for index, name in enumerate(CLASS_NAMES, start=1):
-            self.probabilities.set_band_description(index, name)
-        self.probabilities.scales = [1.0 / PROBABILITY_SCALE] * len(CLASS_NAMES)
-        self.probabilities.update_tags(**text_tags)
-        self.probabilities.update_tags(PROBABILITY_SCALE=str(PROBABILITY_SCALE))
+        classes = " ".join(f"{code}={name}" for code, name in enumerate(CLASS_NAMES))
+        self.classes = CogWriter(
+            classes_path, grid, count=1, dtype="uint8", nodata=CLASS_NODATA, categorical=True,
+            band_names=["class"], tags={**tags, "CLASSES": classes},
+            level=COMPRESSION_LEVEL, workdir=workdir,
+        )  # fmt: skip
+        self.probabilities = CogWriter(
+            probabilities_path, grid, count=len(CLASS_NAMES), dtype="uint8",
+            nodata=PROBABILITY_NODATA, band_names=CLASS_NAMES,
+            tags={**tags, "PROBABILITY_SCALE": PROBABILITY_SCALE},
+            level=COMPRESSION_LEVEL, workdir=workdir,
+        )  # fmt: skip
+        self.probabilities.dataset.scales = [1.0 / PROBABILITY_SCALE] * len(CLASS_NAMES)
 
     def write(self, window: Window, probabilities: np.ndarray, valid: np.ndarray) -> None:
         """Write one window: ``probabilities`` ``(classes, h, w)``, ``valid`` ``(h, w)``."""
         classes = self.rule.classes(probabilities)
         classes[~valid] = CLASS_NODATA
-        self.classes.write(classes, 1, window=window)
+        self.classes.write(classes, window=window)
         self.probabilities.write(encode_probabilities(probabilities, valid), window=window)
 
     def close(self) -> None:
@@ -178,32 +150,8 @@ class PredictionWriter:
         self.probabilities.close()
 
     def publish(self) -> None:
-        """Close the tiled rasters and convert them to COGs at their final paths.
-
-        Both COGs are written to partial names first and renamed only when both succeeded.
-        """
-        self.close()
-        with (
-            atomic_path(self.classes_path) as classes,
-            atomic_path(self.probabilities_path) as probabilities,
-        ):
-            _copy_as_cog(self._tiled_classes, classes, overview_resampling="NEAREST")
-            _copy_as_cog(self._tiled_probabilities, probabilities, overview_resampling="AVERAGE")
-
-
-def _copy_as_cog(source: Path, target: Path, overview_resampling: str) -> None:
-    rasterio.shutil.copy(
-        source,
-        target,
-        driver="COG",
-        compress="DEFLATE",
-        level=COMPRESSION_LEVEL,
-        predictor=2,
-        blocksize=TILE_SIZE,
-        overview_resampling=overview_resampling,
-        bigtiff="IF_SAFER",
-        num_threads="ALL_CPUS",
-    )
+        """Both COGs at their paths, renamed into place only when both succeeded."""
+        publish(self.classes, self.probabilities)
 
 
 def predict_scene(
@@ -343,7 +291,7 @@ def _predict_resampled(
                 window=Window(0, strip.row_start, inference_grid.width, strip.rows),
             )
     footprint = footprint_bands(scene, predictor.bands, grid)
-    blocks = list(block_windows(grid.height, grid.width))
+    blocks = tile_windows(grid.height, grid.width, OUTPUT_BLOCK)
     progress = tqdm(
         blocks,
         desc=f"{_desc(scene)} upsample",

@@ -25,6 +25,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from cloudseg.sentinel2.bands import BAND_BY_NAME, resolve_bands
+from cloudseg.sentinel2.errors import CloudfreeError
 
 #: Wrapper prefixes stripped from checkpoint keys (Lightning module, DDP, encoder wrappers).
 KNOWN_PREFIXES: tuple[str, ...] = ("model.", "backbone.", "encoder.", "module.")
@@ -32,7 +33,7 @@ PATCH_EMBED_WEIGHT = "patch_embed.proj.weight"
 POS_EMBED = "pos_embed"
 
 
-class PretrainedLoadError(RuntimeError):
+class PretrainedLoadError(CloudfreeError, RuntimeError):
     """A checkpoint did not fit the backbone (nothing matched, or essential tensors missing)."""
 
 

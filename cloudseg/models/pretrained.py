@@ -42,6 +42,7 @@ from cloudseg.models.loading import (
     match_backbone_keys,
 )
 from cloudseg.sentinel2.bands import L1C_BANDS, L2A_BANDS, resolve_bands
+from cloudseg.sentinel2.errors import CloudfreeError
 
 PRETRAINED_SOURCES: tuple[str, ...] = ("none", "imagenet", "ssl4eo", "file")
 #: ImageNet models take R, G, B: the Sentinel-2 bands closest to those are B04, B03, B02.
@@ -58,7 +59,7 @@ HF_WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
 CONNECT_TIMEOUT_S = 3.0
 
 
-class PretrainedWeightsUnavailableError(RuntimeError):
+class PretrainedWeightsUnavailableError(CloudfreeError, RuntimeError):
     """Pretrained weights were asked for but are neither cached nor downloadable."""
 
 

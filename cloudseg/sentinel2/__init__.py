@@ -12,6 +12,12 @@ from cloudseg.sentinel2.bands import (
     band_indices,
     resolve_bands,
 )
+from cloudseg.sentinel2.errors import (
+    SCENE_READ_ERRORS,
+    CloudfreeError,
+    SceneError,
+    UnreadableScene,
+)
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.radiometry import (
     dn_to_reflectance,
@@ -20,7 +26,7 @@ from cloudseg.sentinel2.radiometry import (
     reflectance_to_dn,
 )
 from cloudseg.sentinel2.reader import Scene, open_scene
-from cloudseg.sentinel2.sources import LayerSource, SceneError
+from cloudseg.sentinel2.sources import LayerSource
 
 __all__ = [
     "BANDS",
@@ -28,10 +34,13 @@ __all__ = [
     "L2A_BANDS",
     "RGB_BANDS",
     "S2CLOUDLESS_BANDS",
+    "SCENE_READ_ERRORS",
+    "CloudfreeError",
     "Grid",
     "LayerSource",
     "Scene",
     "SceneError",
+    "UnreadableScene",
     "band_indices",
     "dn_to_reflectance",
     "harmonize_dn",

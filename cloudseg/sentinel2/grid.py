@@ -1,4 +1,5 @@
-"""A raster grid (CRS + affine transform + shape), the helpers to derive one from another, and
+"""A raster grid (CRS + affine transform + shape), the helpers to derive one from another,
+:func:`tile_windows` (the one way a raster is cut into blocks), :func:`bounds_intersect` and
 :func:`reproject_nearest`, the one way class rasters (masks, SCL-like codes) move between grids."""
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, subdivide
+
+from cloudseg.sentinel2.errors import SceneError
+
+#: ``(left, bottom, right, top)``.
+Bounds = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,8 @@ class Grid:
         return transform_bounds(self.crs, crs, *self.bounds, densify_pts=21)
 
     def overlaps(self, other: Grid) -> bool:
-        a = self.bounds
         b = other.bounds_in(self.crs) if other.crs != self.crs else other.bounds
-        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+        return bounds_intersect(self.bounds, b)
 
     def to_profile(self) -> dict:
         return {
@@ -81,10 +87,22 @@ class Grid:
     def from_dataset(cls, dataset) -> Grid:
         """The grid of an open rasterio dataset."""
         if dataset.crs is None:
-            raise ValueError(
+            raise SceneError(
                 f"{dataset.name} has no CRS; Sentinel-2 rasters must be georeferenced."
             )
         return cls(dataset.crs, dataset.transform, dataset.height, dataset.width)
+
+
+def bounds_intersect(a: Bounds, b: Bounds) -> bool:
+    """Whether two ``(left, bottom, right, top)`` boxes in one CRS share an area (touching
+    edges do not count)."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def tile_windows(height: int, width: int, size: int) -> tuple[Window, ...]:
+    """Non-overlapping windows of at most ``size`` x ``size`` px covering a ``height`` x
+    ``width`` raster, row-major (:func:`rasterio.windows.subdivide`)."""
+    return tuple(subdivide(Window(0, 0, width, height), size, size))
 
 
 def reproject_nearest(

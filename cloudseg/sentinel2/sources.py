@@ -26,6 +26,7 @@ from cloudseg.sentinel2.bands import (
     canonical_band_name,
     resolution_of,
 )
+from cloudseg.sentinel2.errors import SceneError
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.radiometry import offset_for_baseline, offset_from_metadata
 
@@ -42,15 +43,6 @@ FILE_DATETIME_PATTERN = re.compile(r"_(\d{8}T\d{6})_")
 PRODUCT_METADATA_NAMES: tuple[str, ...] = ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml")
 #: Resolution subfolders of an L2A ``IMG_DATA`` folder.
 RESOLUTION_FOLDERS: tuple[str, ...] = ("R10m", "R20m", "R60m")
-
-
-class SceneError(ValueError):
-    """A scene cannot be opened or read; the message names the file or value and the fix."""
-
-
-#: What opening or reading one scene can raise when the scene (not the code) is at fault: a
-#: caller working through many scenes skips the one and goes on.
-SCENE_READ_ERRORS: tuple[type[Exception], ...] = (SceneError, RasterioError, OSError, ValueError)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
-from cloudseg.sentinel2.sources import SceneError
+from cloudseg.sentinel2.errors import SCENE_READ_ERRORS, SceneError
 from composite.stack.description import describe_candidate, source_text
 from composite.stack.discovery import list_candidates
 from composite.stack.filters import deduplicate, filter_reasons, unique_ids
@@ -16,10 +15,6 @@ from composite.stack.scenes import SkippedScene, Stack, StackScene
 from composite.stack.settings import StackSettings
 
 log = logging.getLogger(__name__)
-
-
-#: Errors that make one scene unusable without saying anything about the others.
-SCENE_ERRORS: tuple[type[Exception], ...] = (SceneError, RasterioError, OSError, ValueError)
 
 
 def build_stack(settings: StackSettings, *, progress: bool = True) -> Stack:
@@ -30,7 +25,7 @@ def build_stack(settings: StackSettings, *, progress: bool = True) -> Stack:
     for candidate in tqdm(candidates, desc="open scenes", unit="scene", disable=not progress):
         try:
             scenes.append(describe_candidate(candidate))
-        except SCENE_ERRORS as err:
+        except SCENE_READ_ERRORS as err:
             source = source_text(candidate, None)
             log.warning("Skipping unreadable scene %s: %s", source, err)
             skipped.append(SkippedScene(source, str(err)))
@@ -52,7 +47,7 @@ def build_stack(settings: StackSettings, *, progress: bool = True) -> Stack:
     if settings.deduplicate:
         try:
             passed, duplicates = deduplicate(passed)
-        except SCENE_ERRORS as err:
+        except SCENE_READ_ERRORS as err:
             raise SceneError(f"Could not compare duplicate overpasses: {err}") from err
     passed = unique_ids(sorted(passed, key=lambda scene: (scene.datetime, scene.source)))
     stack = Stack(passed, skipped, duplicates, dict(filtered))

@@ -17,8 +17,8 @@ from cloudseg.inference.predict import decode_probabilities
 from cloudseg.inference.spec import InferenceSpec, MaskRule
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.cog import write_cog
+from cloudseg.sentinel2.grid import tile_windows
 from composite.cluster import LocalExecutor
-from composite.driver import plan_windows
 from composite.masking import (
     COMPOSITE_INFERENCE,
     MaskSettings,
@@ -147,7 +147,7 @@ def test_buffered_exclusion_does_not_seam_at_window_edges(tmp_path, grid_of):
     codes = [THICK_CLOUD, CLOUD_SHADOW]
     whole = exclusion_window(path, grid, Window(0, 0, 45, 50), codes, buffer_m=35.0)
     tiled = np.zeros_like(whole)
-    for window in plan_windows(grid, 16):
+    for window in tile_windows(grid.height, grid.width, 16):
         rows, cols = window.toslices()
         tiled[rows, cols] = exclusion_window(path, grid, window, codes, buffer_m=35.0)
     np.testing.assert_array_equal(tiled, whole)
