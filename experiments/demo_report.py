@@ -1,10 +1,17 @@
-"""Print where the demo's outputs are and its headline numbers; write its experiment record.
+"""Print where the demo's outputs are and its headline numbers beside the committed record's;
+write that record on purpose.
 
-``make demo`` ends with::
+``make demo`` ends with (it writes nothing outside ``outputs/``)::
 
     python experiments/demo_report.py --train outputs/demo/train \
         --composite outputs/demo/composite_a --neighbour outputs/demo/composite_b \
-        --record experiments/demo
+        --committed experiments/demo
+
+``make demo-record`` ends with (seeds 42, 43, 44 of the same chain; the first is the record)::
+
+    python experiments/demo_report.py --train outputs/demo-record/seed42/train ... \
+        --seed-runs outputs/demo-record/seed42 outputs/demo-record/seed43 \
+        outputs/demo-record/seed44 --write-record experiments/demo
 
 It reads only what the runs wrote: the training's ``metrics.json`` and ``.hydra/`` config, each
 composite's ``metrics.json`` (rows ``composite``, ``baseline_<source>``, ``reference``; see
@@ -12,11 +19,13 @@ composite's ``metrics.json`` (rows ``composite``, ``baseline_<source>``, ``refer
 quicklooks, map page and metrics, then the headline: the best validation (and test) IoU of
 cloud + shadow against clear, the residual cloud (share of pixels whose value uses an observation
 the simulated truth masks call cloud) of the model-masked composite, the unmasked 25th
-percentile and s2cloudless, and the seam error against the neighbouring tile. The record
-(``--record``) holds ``README.md`` (the same headline, commands, configuration, data, metrics
-tables, figures), ``composite_vs_unmasked.png`` and copies of the metrics files, so every number
-in it can be traced to a file. Paths inside the repository (where ``make demo`` runs) are
-recorded relative to it in the commands.
+percentile and s2cloudless, and the seam error against the neighbouring tile; with
+``--committed``, the committed record's numbers and their range over the record's seeds beside
+them. The record (``--write-record``) holds ``README.md`` (the headline with the seed range,
+commands, configuration, data, metrics tables, figures), ``headline.json`` (every seed's
+headline), ``composite_vs_unmasked.png`` and copies of the metrics files, so every number in it
+can be traced to a file. Paths inside the repository (where ``make`` runs) are recorded relative
+to it in the commands.
 """
 
 from __future__ import annotations
@@ -65,11 +74,28 @@ TRAINING_TABLE_METRICS: tuple[str, ...] = (
     "accuracy",
 )
 FIGURE_NAME = "composite_vs_unmasked.png"
+HEADLINE_JSON = "headline.json"
 #: Long side (px) of each panel read for the figure, and the figure's resolution.
 FIGURE_PANEL_PX = 400
 FIGURE_DPI = 64
 #: The repository root, where ``make demo`` runs: recorded paths inside it are made relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+#: What the demo pins and what it cannot (the record's Reproducibility section).
+REPRODUCIBILITY = """\
+`make demo` pins what decides the numbers on a CPU: every seed (torch, numpy, python, the
+albumentations pipeline, data-loader workers; the simulated data has its own fixed seeds),
+deterministic torch algorithms (`trainer.deterministic: true`), 2 threads whatever the machine
+has (`OMP_NUM_THREADS`, `MKL_NUM_THREADS`, `MKL_DYNAMIC=FALSE`: a reduction split another way
+rounds another way), and the same AVX2 kernels on every x86-64 CPU: torch's
+(`ATEN_CPU_CAPABILITY=avx2`), oneDNN's (`ONEDNN_MAX_CPU_ISA=AVX2`), MKL's
+(`MKL_CBWR=AVX2,STRICT`) and numpy's (`NPY_DISABLE_CPU_FEATURES` without AVX-512). Unpinned, an
+AVX-512 machine and an AVX2 one round matrix products differently in the last bits; over 20
+epochs that moves the weights, and with them the best epoch and every number after it. Two runs
+of `make demo` on one machine give identical numbers, and any x86-64 CPU with AVX2 runs the same
+kernels. Not pinned: CPUs without AVX2 or of another architecture (ARM), other versions of
+torch, MKL or numpy, and GPUs; there expect the numbers within about the seed range."""
 
 
 def repository_relative(argument: str, root: Path = REPO_ROOT) -> str:
@@ -238,6 +264,129 @@ def headline_text(numbers: Mapping[str, float | None]) -> str:
     return "\n".join(f"{label:<{width}}  {format_value(v)}" for label, v in numbers.items())
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """One demo chain's run folder: ``train/``, ``composite_a/`` and ``composite_b/``."""
+
+    folder: Path
+    training: TrainingRun
+    composite: CompositeRunFiles
+    neighbour: CompositeRunFiles
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DemoRun:
+        folder = Path(folder)
+        return cls(
+            folder, TrainingRun.load(folder / "train"),
+            CompositeRunFiles.load(folder / "composite_a"),
+            CompositeRunFiles.load(folder / "composite_b"),
+        )  # fmt: skip
+
+    @property
+    def seed(self) -> int:
+        seed = self.training.config.get("seed")
+        if seed is None:
+            raise ValueError(f"{self.training.folder} was trained unseeded: rerun with seed=N.")
+        return int(seed)
+
+    def headline(self) -> dict[str, float | None]:
+        return headline_numbers(self.training, self.composite, self.neighbour)
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """The record's headline (one seed's run) and the same numbers for every seed of the record
+    (the same simulated data, only the training seed changes); ``headline.json`` holds it."""
+
+    record_seed: int
+    numbers: dict[str, float | None]
+    seeds: dict[int, dict[str, float | None]]
+
+    def __post_init__(self) -> None:
+        if self.record_seed not in self.seeds:
+            raise ValueError(
+                f"The record's seed {self.record_seed} is not among the seed runs "
+                f"{sorted(self.seeds)}: pass its run folder to --seed-runs too."
+            )
+        if self.seeds[self.record_seed] != self.numbers:
+            raise ValueError(
+                f"The seed-{self.record_seed} run of --seed-runs has other numbers than the "
+                "record's run (--train/--composite/--neighbour): pass the same run folder."
+            )
+
+    def value_range(self, label: str) -> tuple[float, float] | None:
+        values = [n[label] for n in self.seeds.values() if n.get(label) is not None]
+        return (min(values), max(values)) if values else None
+
+    def range_text(self, label: str) -> str:
+        span = self.value_range(label)
+        return "not computed" if span is None else f"{span[0]:.4g} - {span[1]:.4g}"
+
+    @property
+    def seeds_label(self) -> str:
+        return f"{len(self.seeds)} seeds ({', '.join(map(str, sorted(self.seeds)))})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "record_seed": self.record_seed,
+            "numbers": self.numbers,
+            "seeds": {str(seed): numbers for seed, numbers in sorted(self.seeds.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SeedSpread:
+        return cls(
+            int(data["record_seed"]), dict(data["numbers"]),
+            {int(seed): dict(numbers) for seed, numbers in data["seeds"].items()},
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, record: Path) -> SeedSpread:
+        path = record / HEADLINE_JSON
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist: {record} is not a demo record (`make demo-record` "
+                "writes one)."
+            )
+        try:
+            return cls.from_json(read_json(path))
+        except (KeyError, TypeError) as err:
+            raise ValueError(
+                f"{path} lacks {err}: it is not a demo record's headline (rerun `make demo-record`)."
+            ) from err
+
+    def headline_text(self) -> str:
+        """The record's headline with the seed range: what README.md shows."""
+        return columns_text(
+            ["", f"seed {self.record_seed}", f"range over {self.seeds_label}"],
+            [[label, format_value(v), self.range_text(label)] for label, v in self.numbers.items()],
+        )
+
+    def comparison_text(self, yours: Mapping[str, float | None], seed: int | None) -> str:
+        """Your run's headline beside the record's and its seed range."""
+        rows = [
+            [label, format_value(value), format_value(self.numbers.get(label)),
+             self.range_text(label)]
+            for label, value in yours.items()
+        ]  # fmt: skip
+        header = ["", f"yours (seed {seed})", f"committed (seed {self.record_seed})",
+                  f"range over {self.seeds_label}"]  # fmt: skip
+        return columns_text(header, rows)
+
+
+def columns_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned others, two spaces apart."""
+    table = [list(header), *map(list, rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in table
+    ]
+    return "\n".join(lines)
+
+
 def verdict(composite: CompositeRunFiles) -> str:
     """Whether the model-masked composite has the least residual cloud of the compared ones."""
     residual = {
@@ -309,8 +458,10 @@ def write_comparison_figure(composite: CompositeRunFiles, path: Path) -> Path:
         rgb, _ = read_bands_preview(folder / "composite.tif", RGB_BANDS, FIGURE_PANEL_PX)
         axis.imshow(rgba_image(rgb, stretch))
         residual = composite.table.get(_row_of(composite, folder), {}).get("residual_cloud")
-        subtitle = "" if residual is None else f"\nresidual cloud {format_value(residual)}"
-        axis.set_title(title + subtitle, fontsize=10)
+        axis.set_title(title, fontsize=10)
+        if residual is not None:
+            axis.text(0.5, -0.02, f"residual cloud {format_value(residual)}", fontsize=10,
+                      ha="center", va="top", transform=axis.transAxes)  # fmt: skip
         axis.set_axis_off()
     figure.supxlabel(
         f"{composite.folder.name}: B04/B03/B02, reflectance {stretch[0]:g}-{stretch[1]:g}",
@@ -330,7 +481,7 @@ def record_markdown(
     training: TrainingRun,
     composite: CompositeRunFiles,
     neighbour: CompositeRunFiles | None,
-    headline: str,
+    spread: SeedSpread,
 ) -> str:
     """The experiment record's README."""
     data = training.config.get("data", {})
@@ -341,15 +492,24 @@ def record_markdown(
         "# Demo: the whole chain on simulated Sentinel-2 data (CPU)",
         "",
         "Generated by `experiments/demo_report.py` from the runs' metrics files (copies in "
-        "`metrics/`); do not edit by hand, rerun `make demo`.",
+        "`metrics/`, every seed's headline in `headline.json`); do not edit by hand, rerun "
+        "`make demo-record` (`make demo` only reads this record).",
         "",
         "## Headline",
         "",
         "```",
-        headline,
+        spread.headline_text(),
         "```",
         "",
         verdict(composite),
+        "",
+        "## Reproducibility",
+        "",
+        f"The record is the seed-{spread.record_seed} run; the range is over {spread.seeds_label}"
+        " of the same chain on the same simulated data (only the training seed changes), "
+        "which is how far the numbers move when training takes another path.",
+        "",
+        REPRODUCIBILITY,
         "",
         "## Commands",
         "",
@@ -443,17 +603,19 @@ def write_record(
     training: TrainingRun,
     composite: CompositeRunFiles,
     neighbour: CompositeRunFiles | None,
-    headline: str,
+    spread: SeedSpread,
 ) -> Path:
-    """Write ``README.md``, the comparison figure and copies of the metrics files."""
+    """Write ``README.md``, ``headline.json``, the comparison figure and copies of the metrics
+    files."""
     metrics_dir = record / "metrics"
     metrics_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(training.folder / "metrics.json", metrics_dir / "train.json")
     for run in [composite, *([neighbour] if neighbour else [])]:
         shutil.copyfile(run.path(METRICS_JSON), metrics_dir / f"{run.folder.name}.json")
+    (record / HEADLINE_JSON).write_text(json.dumps(spread.to_json(), indent=1) + "\n")
     write_comparison_figure(composite, record / FIGURE_NAME)
     readme = record / "README.md"
-    readme.write_text(record_markdown(training, composite, neighbour, headline))
+    readme.write_text(record_markdown(training, composite, neighbour, spread))
     return readme
 
 
@@ -464,7 +626,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--neighbour", type=Path, default=None, help="the neighbouring tile's run (seam error)"
     )
-    parser.add_argument("--record", type=Path, default=None, help="write the record here")
+    parser.add_argument(
+        "--committed", type=Path, default=None,
+        help="a committed record (experiments/demo): print its numbers and seed range beside yours",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed-runs", type=Path, nargs="+", default=(),
+        help="demo run folders (train/, composite_a/, composite_b/) of every seed of the record",
+    )  # fmt: skip
+    parser.add_argument(
+        "--write-record", type=Path, default=None, help="write the experiment record here"
+    )
     return parser
 
 
@@ -474,9 +646,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         training = TrainingRun.load(args.train)
         composite = CompositeRunFiles.load(args.composite)
         neighbour = CompositeRunFiles.load(args.neighbour) if args.neighbour else None
+        numbers = headline_numbers(training, composite, neighbour)
+        seed = training.config.get("seed")
+        committed = SeedSpread.load(args.committed) if args.committed else None
+        spread = None
+        if args.write_record:
+            runs = [DemoRun.load(folder) for folder in args.seed_runs]
+            seeds = {run.seed: run.headline() for run in runs} or {seed: numbers}
+            spread = SeedSpread(seed, numbers, seeds)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"demo_report: {err}") from err
-    headline = headline_text(headline_numbers(training, composite, neighbour))
     print("Outputs:")
     for run in [composite, *([neighbour] if neighbour else [])]:
         for label, path in output_paths(run).items():
@@ -486,10 +665,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sync:
         print(f"  W&B (offline): {sync}")
     print("\nHeadline:")
-    print(headline)
+    if committed is not None:
+        print(committed.comparison_text(numbers, seed))
+    elif spread is not None:
+        print(spread.headline_text())
+    else:
+        print(headline_text(numbers))
     print(verdict(composite))
-    if args.record:
-        readme = write_record(args.record, training, composite, neighbour, headline)
+    if committed is not None:
+        print(
+            f"The committed numbers are {args.committed / 'README.md'}; with the same commit on an "
+            "x86-64 CPU they reproduce exactly (see its Reproducibility section), elsewhere expect "
+            "them within about the seed range."
+        )
+    if args.write_record:
+        readme = write_record(args.write_record, training, composite, neighbour, spread)
         print(f"\nExperiment record: {readme}")
     return 0
 

@@ -21,12 +21,12 @@ def report(load_experiment):
     return load_experiment("demo_report")
 
 
-def write_training_run(folder: Path) -> Path:
+def write_training_run(folder: Path, seed: int = 42, best_score: float = 0.8123) -> Path:
     (folder / ".hydra").mkdir(parents=True)
     metrics = {
         "monitor": "val/iou_cloud_or_shadow_vs_clear",
         "mode": "max",
-        "best_score": 0.8123,
+        "best_score": best_score,
         "best_checkpoint": str(folder / "checkpoints" / "best-epoch004.ckpt"),
         "fit": {"val/iou_cloud_or_shadow_vs_clear": 0.8001, "val/miou": 0.61},
         "test": {"test/iou_cloud_or_shadow_vs_clear": 0.7777, "test/iou_clear": 0.9},
@@ -34,6 +34,7 @@ def write_training_run(folder: Path) -> Path:
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     config = {
+        "seed": seed,
         "data": {"root": "data/simulated/labeled", "patch_size": 64, "batch_size": 16,
                  "train_chips_per_epoch": 512, "bands": ["B02", "B03", "B04"]},
         "trainer": {"max_epochs": 6},
@@ -98,7 +99,7 @@ def runs(tmp_path: Path) -> dict[str, Path]:
         "train": write_training_run(tmp_path / "train"),
         "composite": write_composite_run(tmp_path / "composite_a", residual),
         "neighbour": write_composite_run(tmp_path / "composite_b", residual, seam_mae=0.0031),
-        "record": tmp_path / "record",
+        "write-record": tmp_path / "record",
     }
 
 
@@ -124,19 +125,19 @@ def test_main_prints_paths_and_headline_and_writes_the_same_in_the_record(report
     assert "wandb sync outputs/demo/train/wandb/offline-run-x" in printed
     headline = printed.split("Headline:\n")[1].split("\nThe model-masked")[0]
     assert "0.8123" in headline and "0.2345" in headline and "0.0031" in headline
-    readme = (runs["record"] / "README.md").read_text()
+    readme = (runs["write-record"] / "README.md").read_text()
     assert headline in readme
     train_command = "python train.py experiment=demo trainer.max_epochs=6 hydra.run.dir=outputs/"
     assert f"{train_command}demo/train\n" in readme
     assert "python composite.py stack.source=composite_a ckpt=best.ckpt" in readme
     assert "least residual cloud" in readme and "NOT" not in readme
-    copied = json.loads((runs["record"] / "metrics" / "composite_b.json").read_text())
+    copied = json.loads((runs["write-record"] / "metrics" / "composite_b.json").read_text())
     assert copied["composite"]["seam_mae"] == 0.0031
 
 
 def test_figure_shows_both_composites_with_the_same_stretch(report, runs, capsys):
     run_main(report, runs, capsys)
-    figure = runs["record"] / report.FIGURE_NAME
+    figure = runs["write-record"] / report.FIGURE_NAME
     assert figure.stat().st_size < 500_000
     pixels = np.asarray(Image.open(figure).convert("L"), dtype=float)
     left, right = np.array_split(pixels, 3, axis=1)[:2]
@@ -168,7 +169,7 @@ def test_recorded_commands_hold_no_absolute_path_inside_the_repository(report, r
     ]  # fmt: skip
     run_json.write_text(json.dumps(run))
     run_main(report, runs, capsys)
-    readme = (runs["record"] / "README.md").read_text()
+    readme = (runs["write-record"] / "README.md").read_text()
     assert (
         "python composite.py ckpt=outputs/demo/train/checkpoints/best.ckpt "
         "'evaluation.baselines=[none,s2cloudless]' evaluation.compare_with=/elsewhere/b.tif\n"
@@ -207,9 +208,87 @@ def test_a_table_without_the_main_row_is_refused(report, runs):
         report.CompositeRunFiles.load(runs["composite"])
 
 
-def test_readme_headline_is_the_committed_demo_record():
-    """The numbers README.md shows are the ones the last `make demo` wrote to its record."""
+def write_demo_run(folder: Path, seed: int, best_score: float) -> Path:
+    """A demo run folder as `make demo` writes it (train/, composite_a/, composite_b/)."""
+    residual = {"composite": 0.0123, "none": 0.2345, "s2cloudless": 0.0456}
+    write_training_run(folder / "train", seed=seed, best_score=best_score)
+    write_composite_run(folder / "composite_a", residual)
+    write_composite_run(folder / "composite_b", residual, seam_mae=0.0031)
+    return folder
+
+
+def demo_run_arguments(folder: Path) -> list[str]:
+    return [f"--train={folder / 'train'}", f"--composite={folder / 'composite_a'}",
+            f"--neighbour={folder / 'composite_b'}"]  # fmt: skip
+
+
+@pytest.fixture
+def seed_record(report, tmp_path, capsys) -> Path:
+    """A record of seeds 42, 43, 44 (best validation IoU 0.8123, 0.79, 0.83)."""
+    folders = [
+        write_demo_run(tmp_path / f"seed{seed}", seed, score)
+        for seed, score in ((42, 0.8123), (43, 0.79), (44, 0.83))
+    ]
+    record = tmp_path / "record"
+    argv = [*demo_run_arguments(folders[0]), "--seed-runs", *map(str, folders),
+            f"--write-record={record}"]  # fmt: skip
+    assert report.main(argv) == 0
+    capsys.readouterr()
+    return record
+
+
+def test_record_headline_gives_the_range_over_the_seeds(report, seed_record):
+    spread = report.SeedSpread.load(seed_record)
+    assert sorted(spread.seeds) == [42, 43, 44] and spread.record_seed == 42
+    label = "val IoU cloud+shadow vs clear (best checkpoint)"
+    assert spread.value_range(label) == (0.79, 0.83)
+    readme = (seed_record / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(label))
+    assert line.split()[-3:] == ["0.79", "-", "0.83"] and "0.8123" in line
+    assert "range over 3 seeds (42, 43, 44)" in readme
+
+
+def test_your_numbers_are_printed_beside_the_committed_ones_and_the_record_is_untouched(
+    report, seed_record, tmp_path, capsys
+):
+    before = {p: p.stat().st_mtime_ns for p in seed_record.rglob("*")}
+    yours = write_demo_run(tmp_path / "yours", 42, 0.8001)
+    assert report.main([*demo_run_arguments(yours), f"--committed={seed_record}"]) == 0
+    printed = capsys.readouterr().out
+    line = next(l for l in printed.splitlines() if l.startswith("val IoU"))  # noqa: E741
+    assert line.split()[-5:] == ["0.8001", "0.8123", "0.79", "-", "0.83"]
+    assert "yours (seed 42)" in printed and "committed (seed 42)" in printed
+    assert {p: p.stat().st_mtime_ns for p in seed_record.rglob("*")} == before
+
+
+def test_a_record_whose_seed_runs_lack_its_own_run_is_refused(report, tmp_path):
+    folders = [write_demo_run(tmp_path / f"seed{seed}", seed, 0.8) for seed in (42, 43)]
+    argv = [*demo_run_arguments(folders[0]), "--seed-runs", str(folders[1]),
+            f"--write-record={tmp_path / 'record'}"]  # fmt: skip
+    with pytest.raises(SystemExit, match="seed 42 is not among the seed runs"):
+        report.main(argv)
+    assert not (tmp_path / "record").exists()
+
+
+def test_committed_demo_record_is_consistent_and_is_the_readme_headline(report):
+    """experiments/demo (written by `make demo-record`, never by `make demo`): its headline is the
+    one its copied metrics files give, the record's seed is one of three whose range holds it,
+    and README.md shows the same headline."""
     repository = Path(__file__).resolve().parents[1]
-    record = (repository / "experiments" / "demo" / "README.md").read_text()
+    record_dir = repository / "experiments" / "demo"
+    spread = report.SeedSpread.load(record_dir)
+    metrics = record_dir / "metrics"
+    training = report.TrainingRun(metrics, json.loads((metrics / "train.json").read_text()), {}, [])
+    composites = [
+        report.CompositeRunFiles(metrics, json.loads((metrics / f"{name}.json").read_text()), {})
+        for name in ("composite_a", "composite_b")
+    ]
+    assert report.headline_numbers(training, *composites) == spread.numbers
+    assert len(spread.seeds) == 3
+    for label, value in spread.numbers.items():
+        low, high = spread.value_range(label)
+        assert low <= value <= high, label
+    record = (record_dir / "README.md").read_text()
     headline = record.split("## Headline\n\n```\n")[1].split("```")[0]
+    assert headline == spread.headline_text() + "\n"
     assert f"```\n{headline}```" in (repository / "README.md").read_text()

@@ -64,6 +64,10 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     # -- README.md: the two commands (the demo itself runs for minutes: it is run by hand and
     # recorded in experiments/demo/README.md; here its steps are checked as a dry run)
     "make demo": ("tests/test_readme_commands.py::test_make_demo_steps_are_valid_commands",),
+    "make demo-record": (
+        "tests/test_readme_commands.py::"
+        "test_make_demo_writes_only_outputs_and_data_and_demo_record_writes_the_record",
+    ),
     "make test": ("tests/test_readme_commands.py::test_make_targets_exist",),
     "make test-slow": ("tests/test_readme_commands.py::test_make_targets_exist",),
     "make setup": ("tests/test_readme_commands.py::test_make_targets_exist",),
@@ -399,6 +403,25 @@ def test_make_demo_steps_are_valid_commands(make, tmp_path, load_experiment):
         out / "composite_a",
         out / "composite_b",
     )
+
+
+def test_make_demo_writes_only_outputs_and_data_and_demo_record_writes_the_record(make, tmp_path):
+    """`make demo` reads the committed record and writes under DEMO_OUT/DEMO_DATA only;
+    `make demo-record` runs the demo's chain, the same with two more seeds, and writes the record
+    of the demo's run."""
+    data, out = tmp_path / "simulated", tmp_path / "demo"
+    demo = make_dry_run("demo", f"DEMO_DATA={data}", f"DEMO_OUT={out}")
+    written = re.findall(r"(?:--out |hydra\.run\.dir=|_dir=|--write-record )(\S+)", demo)
+    assert len(written) == 9 and all(Path(p).is_relative_to(tmp_path) for p in written), written
+    assert "--write-record" not in demo and "--committed experiments/demo" in demo
+    record = make_dry_run("demo-record", f"DEMO_DATA={data}")
+    runs = re.findall(r"train\.py .* seed=(\d+) +hydra\.run\.dir=(\S+)/train", record)
+    assert runs == [("42", "outputs/demo"), ("43", "outputs/demo-seed43"),
+                    ("44", "outputs/demo-seed44")]  # fmt: skip
+    report = record.split("experiments/demo_report.py")[-1]
+    assert "--train outputs/demo/train" in report
+    assert "--seed-runs outputs/demo outputs/demo-seed43 outputs/demo-seed44" in report
+    assert report.rstrip().endswith("--write-record experiments/demo")
 
 
 # -- labels in, masks on scenes ---------------------------------------------------------------------

@@ -21,16 +21,19 @@ from cloudseg.data.simulate import (
 from cloudseg.data.simulate.acquisition import (
     is_revisit_date,
     processing_baseline_for,
+    select_dates,
     solar_angles,
 )
+from cloudseg.data.simulate.atmosphere import draw_atmosphere
 from cloudseg.data.simulate.noise import (
     FieldSpec,
     cell_uniform,
     fractal_noise,
+    stable_key,
     uniform_field,
     white_noise,
 )
-from cloudseg.data.simulate.products import stack_grid
+from cloudseg.data.simulate.products import STACK_DATE_RANGE, stack_grid
 from cloudseg.data.simulate.surface import FIELDS, FOREST, SNOW_ICE, WATER
 from cloudseg.labels import IGNORE_INDEX
 from cloudseg.sentinel2.bands import L1C_BANDS, band_indices
@@ -210,3 +213,14 @@ def test_bad_inputs_fail_with_actionable_messages():
         simulate_scene("sim-site06", polar_night, size=16)
     with pytest.raises(ValueError, match="regime"):
         Atmosphere("stormy")
+
+
+def test_the_demo_site_is_persistently_cloudy_with_a_few_clear_dates():
+    """sim-site09, the demo's tiles: of the 100 dates `cloudfree-simulate tiles` draws (seed 0),
+    most are overcast and only 5-10 clear, so an unmasked 25th percentile keeps cloud."""
+    site = get_site("sim-site09")
+    rng = np.random.default_rng(stable_key(0, site.site_id, "stack dates"))
+    dates = select_dates(site, 100, *STACK_DATE_RANGE, rng)
+    regimes = [draw_atmosphere(site, date, 0).regime for date in dates]
+    assert 5 <= regimes.count("clear") <= 10
+    assert regimes.count("overcast") >= 60

@@ -174,12 +174,21 @@ SITES: dict[str, Site] = {
             base_altitude_m=80, relief_m=300, vegetation_seasonality=0.05,
             regime_probabilities=(0.05, 0.55, 0.40), haze_strength=0.04,
         ),
+        Site(
+            "sim-site09",
+            "persistently cloudy tropical mountains: cloud forest on steep slopes, valley farms; "
+            "overcast on most dates, clear on a few (the demo's tile)",
+            32618, "18NVL", (499980.0, 600000.0), 5.4,
+            LandCoverMix(water=0.01, urban=0.01, fields=0.15, forest=0.75, rivers=True),
+            base_altitude_m=900, relief_m=2600, treeline=0.92, vegetation_seasonality=0.1,
+            regime_probabilities=(0.07, 0.23, 0.70), haze_strength=0.04,
+        ),
     )
 }  # fmt: skip
 
 
 def get_site(site: Site | str) -> Site:
-    """A :class:`Site` or a preset's id (``"sim-site01"`` ... ``"sim-site08"``)."""
+    """A :class:`Site` or a preset's id (``"sim-site01"`` ... ``"sim-site09"``)."""
     if isinstance(site, Site):
         return site
     if site not in SITES:
