@@ -34,6 +34,7 @@ from cloudseg.data.simulate.noise import (
     white_noise,
 )
 from cloudseg.data.simulate.products import STACK_DATE_RANGE, stack_grid
+from cloudseg.data.simulate.sites import LABELED_SITES
 from cloudseg.data.simulate.surface import FIELDS, FOREST, SNOW_ICE, WATER
 from cloudseg.labels import IGNORE_INDEX
 from cloudseg.sentinel2.bands import L1C_BANDS, band_indices
@@ -217,7 +218,9 @@ def test_bad_inputs_fail_with_actionable_messages():
 
 def test_the_demo_site_is_persistently_cloudy_with_a_few_clear_dates():
     """sim-site09, the demo's tiles: of the 100 dates `cloudfree-simulate tiles` draws (seed 0),
-    most are overcast and only 5-10 clear, so an unmasked 25th percentile keeps cloud."""
+    most are overcast and only 5-10 clear, so an unmasked 25th percentile keeps cloud; the
+    default labeled set leaves the site unseen."""
+    assert "sim-site09" not in LABELED_SITES and len(LABELED_SITES) == 8
     site = get_site("sim-site09")
     rng = np.random.default_rng(stable_key(0, site.site_id, "stack dates"))
     dates = select_dates(site, 100, *STACK_DATE_RANGE, rng)

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     labeled = commands.add_parser("labeled", help="a labeled set (manifest.csv, images/, masks/)")
     labeled.add_argument("--n-scenes", type=int, default=100)
     labeled.add_argument(
-        "--sites", nargs="+", choices=sorted(SITES), default=None, help="default: all presets"
+        "--sites", nargs="+", choices=sorted(SITES), default=None, help="default: LABELED_SITES"
     )
     labeled.add_argument(
         "--merge",

@@ -47,7 +47,13 @@ from cloudseg.data.simulate.scale import (
     gsd_factor,
 )
 from cloudseg.data.simulate.scene import SimulatedScene, World
-from cloudseg.data.simulate.sites import CLOUD_REGIMES, SITES, TILE_SIZE_PX, Site, get_site
+from cloudseg.data.simulate.sites import (
+    CLOUD_REGIMES,
+    LABELED_SITES,
+    TILE_SIZE_PX,
+    Site,
+    get_site,
+)
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.cog import atomic_path, write_cog
@@ -114,9 +120,9 @@ def write_labeled_set(
     progress: bool = True,
 ) -> Path:
     """Write ``n_scenes`` labeled ``size`` x ``size`` scenes, cycling over ``sites`` (default:
-    every preset), and return the manifest path. Like every :class:`DatasetWriter` it merges
-    into a manifest already in ``out`` (same scene ids are replaced): use a fresh folder for a
-    different set.
+    ``LABELED_SITES``, every preset but stack-only ones), and return the manifest path. Like every
+    :class:`DatasetWriter` it merges into a manifest already in ``out`` (same scene ids are
+    replaced): use a fresh folder for a different set.
 
     ``library`` mixes each scene's surface from real spectra (:class:`SpectralLibrary`);
     ``gsds`` cycles the scenes over ground sampling distances (a 10 m render averaged to 20, 30
@@ -127,7 +133,7 @@ def write_labeled_set(
     if size > TILE_SIZE_PX:
         raise ValueError(f"size {size} exceeds the {TILE_SIZE_PX}-px tile.")
     factors = [gsd_factor(gsd) for gsd in gsds]
-    worlds = [World(get_site(site), seed, library) for site in (sites or list(SITES))]
+    worlds = [World(get_site(site), seed, library) for site in (sites or LABELED_SITES)]
     rng = np.random.default_rng(stable_key(seed, "labeled set"))
     regimes = regime_quota(n_scenes, rng)
     candidates = {

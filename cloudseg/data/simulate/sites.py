@@ -64,6 +64,7 @@ class Site:
     vegetation_seasonality: float = 1.0  # 0 tropical evergreen .. 1 strongly seasonal
     regime_probabilities: tuple[float, float, float] = (0.2, 0.6, 0.2)  # clear, partly, overcast
     haze_strength: float = 0.03  # typical additive blue reflectance of haze
+    in_labeled_set: bool = True  # False: a stack site the default labeled set leaves unseen
 
     def __post_init__(self) -> None:
         if abs(sum(self.regime_probabilities) - 1.0) > 1e-6:
@@ -181,10 +182,13 @@ SITES: dict[str, Site] = {
             32618, "18NVL", (499980.0, 600000.0), 5.4,
             LandCoverMix(water=0.01, urban=0.01, fields=0.15, forest=0.75, rivers=True),
             base_altitude_m=900, relief_m=2600, treeline=0.92, vegetation_seasonality=0.1,
-            regime_probabilities=(0.07, 0.23, 0.70), haze_strength=0.04,
+            regime_probabilities=(0.07, 0.23, 0.70), haze_strength=0.04, in_labeled_set=False,
         ),
     )
 }  # fmt: skip
+#: The sites of the default labeled set: every preset except stack-only ones (the demo's tiles lie
+#: on a site the model never saw in training, like a user's own area).
+LABELED_SITES: tuple[str, ...] = tuple(name for name, site in SITES.items() if site.in_labeled_set)
 
 
 def get_site(site: Site | str) -> Site:
