@@ -72,7 +72,8 @@ demo_runs = --train $(1)/train --composite $(1)/composite_a --neighbour $(1)/com
 # a fixed thread count (reductions split the same way everywhere), and torch's, oneDNN's, MKL's
 # (strict conditional numerical reproducibility) and numpy's kernels held at AVX2 whatever the CPU
 # offers: AVX-512/AMX kernels round differently and training drifts to another best epoch.
-DEMO_TARGETS := demo demo-steps demo-record
+DEMO_TARGETS := demo demo-steps demo-record $(DEMO_LABELED) $(DEMO_TILES) $(DEMO_TRAIN) $(DEMO_A) \
+	$(DEMO_B)
 $(DEMO_TARGETS): export OMP_NUM_THREADS := 2
 $(DEMO_TARGETS): export MKL_NUM_THREADS := 2
 $(DEMO_TARGETS): export MKL_DYNAMIC := FALSE
