@@ -22,7 +22,6 @@ buffer's width, so a cloud just outside a window still grows into it: windows ne
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -189,9 +188,9 @@ def prepare_masks(
         len(todo),
     )
     failed: dict[str, str] = {}
-    worker = functools.partial(make_mask, progress=progress and executor.in_process)
+    # One progress line for the stage (scenes done); no per-scene window/upsample bars under it.
     for outcome in executor.map(
-        worker, producer, todo, desc=f"masks ({settings.source})", progress=progress
+        make_mask, producer, todo, desc=f"masks ({settings.source})", progress=progress
     ):
         if outcome.error is not None:
             log.warning("Skipping scene %s: its mask failed: %s", outcome.scene_id, outcome.error)

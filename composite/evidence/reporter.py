@@ -249,7 +249,8 @@ class EvidenceReporter:
             if lacking:
                 missing["model_residual"] = f"the composite lacks the model's bands {lacking}"
             else:
-                predictor = model.predictor(self.progress)
+                # The "composite metrics" bar is this stage's line: no per-composite window bars.
+                predictor = model.predictor(False)
                 metrics.update(model_residual(composite.outputs.composite, predictor, view))
         if reference is None:
             missing["reference"] = "no evaluation.reference and no simulated truth"

@@ -202,3 +202,17 @@ def test_mask_settings_errors_are_explained(tiny_stack, tmp_path):
         prepare_masks(stack, settings, LocalExecutor(), progress=False)
     with pytest.raises(FileNotFoundError, match="best.ckpt does not exist"):
         MaskSettings(source="model", checkpoint=str(tmp_path / "best.ckpt"))
+
+
+def test_model_masks_print_one_progress_line_for_the_stage(make_stack, tmp_path, capsys):
+    """The stage's scenes bar only: no per-scene window or upsample bars under it."""
+    stack_data = make_stack(tmp_path / "scenes", n_dates=3, size=32)
+    stack = build_stack(StackSettings(source=str(stack_data.folder)), progress=False)
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt", ("B02", "B03", "B04", "B08"))
+    masks, _ = prepare_masks(
+        stack, model_settings(tmp_path, checkpoint), LocalExecutor(), progress=True
+    )
+    assert masks.computed == 3
+    printed = capsys.readouterr().err
+    assert "masks (model)" in printed and "3/3" in printed
+    assert "window" not in printed and "upsample" not in printed, printed
