@@ -243,7 +243,9 @@ def output_paths(composite: CompositeRunFiles) -> dict[str, Path]:
 
 
 def headline_numbers(
-    training: TrainingRun, composite: CompositeRunFiles, neighbour: CompositeRunFiles | None
+    training: TrainingRun,
+    composite: CompositeRunFiles | None,
+    neighbour: CompositeRunFiles | None,
 ) -> dict[str, float | None]:
     """The demo's headline, by label (``None`` where a run did not compute it)."""
     numbers: dict[str, float | None] = {
@@ -251,12 +253,11 @@ def headline_numbers(
         "test IoU cloud+shadow vs clear (best checkpoint)": training.test_iou,
     }
     for row, label in HEADLINE_ROWS.items():
-        residual = composite.table.get(row, {}).get("residual_cloud")
+        table = composite.table if composite is not None else {}
+        residual = table.get(row, {}).get("residual_cloud")
         numbers[f"residual cloud (pixels using truth-cloud obs.), {label}"] = residual
-    if neighbour is not None:
-        numbers["seam MAE vs neighbouring tile (reflectance)"] = neighbour.table[MAIN].get(
-            "seam_mae"
-        )
+    seam = neighbour.table[MAIN].get("seam_mae") if neighbour is not None else None
+    numbers["seam MAE vs neighbouring tile (reflectance)"] = seam
     return numbers
 
 
@@ -271,21 +272,22 @@ def headline_text(numbers: Mapping[str, float | None]) -> str:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One demo chain's run folder: ``train/``, ``composite_a/`` and ``composite_b/``."""
+    """One demo chain's run folder: ``train/``, and ``composite_a/`` and ``composite_b/`` where
+    the chain went that far (a seed run of the record may be training only)."""
 
     folder: Path
     training: TrainingRun
-    composite: CompositeRunFiles
-    neighbour: CompositeRunFiles
+    composite: CompositeRunFiles | None
+    neighbour: CompositeRunFiles | None
 
     @classmethod
     def load(cls, folder: str | Path) -> DemoRun:
         folder = Path(folder)
-        return cls(
-            folder, TrainingRun.load(folder / "train"),
-            CompositeRunFiles.load(folder / "composite_a"),
-            CompositeRunFiles.load(folder / "composite_b"),
-        )  # fmt: skip
+        composites = [
+            CompositeRunFiles.load(folder / name) if (folder / name).is_dir() else None
+            for name in ("composite_a", "composite_b")
+        ]
+        return cls(folder, TrainingRun.load(folder / "train"), *composites)
 
     @property
     def seed(self) -> int:
@@ -324,8 +326,26 @@ class SeedSpread:
         return (min(values), max(values)) if values else None
 
     def range_text(self, label: str) -> str:
-        span = self.value_range(label)
-        return "not computed" if span is None else f"{span[0]:.4g} - {span[1]:.4g}"
+        """``low - high`` over the seeds that computed the value (how many, when not all)."""
+        values = [n[label] for n in self.seeds.values() if n.get(label) is not None]
+        if len(values) < 2:
+            return f"seed {self.record_seed} only" if values else "not computed"
+        span = f"{min(values):.4g} - {max(values):.4g}"
+        return span if len(values) == len(self.seeds) else f"{span} ({len(values)} seeds)"
+
+    def coverage_note(self) -> str:
+        """Which numbers have a range: the other seeds may be trained and tested only."""
+        partial = [
+            label for label in self.numbers
+            if sum(n.get(label) is not None for n in self.seeds.values()) < len(self.seeds)
+        ]  # fmt: skip
+        if not partial:
+            return "Every number has its range."
+        return (
+            f"The other seeds were trained and tested only (`make demo-record`: their composites "
+            f"would take as long again per seed), so {len(partial)} composite numbers are the "
+            f"seed-{self.record_seed} run's alone."
+        )
 
     @property
     def seeds_label(self) -> str:
@@ -511,8 +531,9 @@ def record_markdown(
         "## Reproducibility",
         "",
         f"The record is the seed-{spread.record_seed} run; the range is over {spread.seeds_label}"
-        " of the same chain on the same simulated data (only the training seed changes), "
-        "which is how far the numbers move when training takes another path.",
+        " of the same training on the same simulated data (only the training seed changes), "
+        "which is how far the numbers move when training takes another path. "
+        f"{spread.coverage_note()}",
         "",
         REPRODUCIBILITY,
         "",
