@@ -700,9 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(verdict(composite))
     if committed is not None:
         print(
-            f"The committed numbers are {args.committed / 'README.md'}; with the same commit on an "
-            "x86-64 CPU they reproduce exactly (see its Reproducibility section), elsewhere expect "
-            "them within about the seed range."
+            f"The committed numbers are {args.committed / 'README.md'}: the same commit on an "
+            "x86-64 CPU with AVX2 runs the same pinned kernels (see its Reproducibility section); "
+            "elsewhere expect your numbers within about the seed range."
         )
     if args.write_record:
         readme = write_record(args.write_record, training, composite, neighbour, spread)
