@@ -22,4 +22,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     exit_on_unparsable_override()  # Hydra's own message never says to quote a value
+    from composite.config import register_configs
+
+    register_configs()  # the schema conf/composite.yaml starts from (composite/config.py)
     main()

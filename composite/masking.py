@@ -63,7 +63,7 @@ class MaskSettings:
 
     source: str = "model"
     exclude: tuple[str, ...] = DEFAULT_EXCLUDED
-    buffer_m: float = 0.0
+    buffer_m: float = 0  # metres; a whole number as the config always gave it (in the run key)
     cache_dir: str = "outputs/cache/masks"
     checkpoint: str | None = None
     inference: InferenceSpec = COMPOSITE_INFERENCE

@@ -19,13 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from cloudseg.inference.spec import InferenceSpec, MaskRule
 from composite.cluster import ClusterSettings, Executor, open_executor
+from composite.config import register_configs
 from composite.driver import CompositeSettings
-from composite.evidence import EvidenceReporter, EvidenceSettings, evidence_settings
+from composite.evidence.reporter import EvidenceReporter
+from composite.evidence.settings import EvidenceSettings, evidence_settings
 from composite.masking import MaskSettings
 from composite.pipeline import CompositeResult, Reporter, composite_stack
 from composite.stack import StackSettings, build_stack
 
 log = logging.getLogger(__name__)
+
+register_configs()  # conf/composite.yaml composes from here on (tests, notebooks)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cloudseg.checkpoint import load_checkpoint
 from cloudseg.data.importers.scl import scl_to_mask
 from cloudseg.labels import IGNORE_INDEX, THICK_CLOUD
 from cloudseg.task import CloudSegTask
+from composite.cluster import ClusterSettings
+from composite.driver import CompositeSettings
+from composite.evidence.settings import EvidenceSettings
+from composite.masking import MaskSettings
 from composite.run import run_composite, settings_from_config
 from composite.stack import StackSettings, build_stack
 
@@ -34,16 +38,18 @@ REAL_ITEM = "l2a-29RKH-20200219/item.json"
 MODEL_BANDS = ["B02", "B03", "B04", "B08", "B11"]
 
 
-def compose_composite(overrides: list[str], tmp_path: Path) -> DictConfig:
-    """conf/composite.yaml with ``overrides``, its folders inside ``tmp_path``."""
-    folders = [
+def compose_composite(overrides: list[str], tmp_path: Path, folders: bool = True) -> DictConfig:
+    """conf/composite.yaml with ``overrides``, its folders inside ``tmp_path`` (``folders``)."""
+    inside = [
         f"paths.log_dir={tmp_path / 'outputs'}",
         f"out_dir={tmp_path / 'out'}",
         "progress=false",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            config_name="composite", overrides=folders + overrides, return_hydra_config=True
+            config_name="composite",
+            overrides=(inside if folders else []) + overrides,
+            return_hydra_config=True,
         )
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
@@ -222,3 +228,47 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path
             rasterio.open(reference_root / "out" / name) as b,
         ):
             np.testing.assert_array_equal(a.read(), b.read(), name)
+
+
+def test_composite_yaml_defaults_are_the_settings_classes_defaults(tmp_path):
+    launch = str(Path.cwd())
+    overrides = ["stack.source=x", "ckpt=best.ckpt", f"out_dir={tmp_path}"]
+    cfg = compose_composite(overrides, tmp_path, folders=False)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    settings = settings_from_config(cfg)
+    assert settings.stack == StackSettings(source="x")
+    assert settings.composite == CompositeSettings()
+    assert settings.cluster == ClusterSettings()
+    assert settings.evidence == EvidenceSettings()
+    # the YAML sets only the run's folders: where the code default is relative to the launch dir
+    cache_dir = settings.masks.cache_dir
+    assert settings.masks == MaskSettings(checkpoint="best.ckpt", cache_dir=cache_dir)
+    assert str(Path(cache_dir).relative_to(launch)) == MaskSettings.cache_dir
+    assert settings.masks.inference.rule.clear_threshold == 0.9
+    assert config["work_dir"] == f"{launch}/outputs/cache/composite_windows"
+    assert (config["ckpt"], config["progress"], config["tags"]) == (
+        "best.ckpt",
+        True,
+        ["composite"],
+    )
+
+    # every key is documented in conf/README.md
+    readme = (CONF_DIR / "README.md").read_text()
+    for section in ("stack", "masks", "composite", "cluster", "evaluation", "quicklook"):
+        keys = {k: v for k, v in config[section].items() if k != "inference"}
+        if section == "masks":
+            keys.update(config["masks"]["inference"])
+            keys.update(
+                {f"rule.{key}": v for key, v in config["masks"]["inference"]["rule"].items()}
+            )
+        assert all(f"`{key}`" in readme for key in keys), section
+
+
+def test_config_type_errors_name_the_key_the_value_and_the_type(tmp_path):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_composite(["stack.source=x", "composite.q=abc"], tmp_path)
+    cause = str(error.value.__cause__)
+    assert "'abc'" in cause and "Union[int, float]" in cause and "full_key: composite.q" in cause
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_composite(["stack.source=x", "masks.inference.batch_size=big"], tmp_path)
+    assert "full_key: masks.inference.batch_size" in str(error.value.__cause__)

@@ -115,6 +115,9 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "evaluation=none": (
         "tests/composite/test_evidence.py::test_evaluation_none_composites_the_stack_once",
     ),
+    "composite.q=abc": (
+        "tests/test_composite_cli.py::test_config_type_errors_name_the_key_the_value_and_the_type",
+    ),
     "trainer=gpu": (
         "tests/test_readme_commands.py::test_gpu_and_ddp_trainers_compose_to_lightning_arguments",
     ),

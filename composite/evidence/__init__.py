@@ -51,10 +51,6 @@ Names of the table's rows: ``composite`` (the main run), ``baseline_<source>``, 
 Modules: :mod:`~composite.evidence.settings` (what the config says), ``baselines`` (planning,
 quicklooks), ``truth`` (a simulated stack's truth), ``view`` (reading on the metrics grid),
 ``residuals`` (reference errors and residual cloud/shadow), ``tables`` (names, tables, captions),
-``reporter`` (:class:`EvidenceReporter`, which puts them together).
+``reporter`` (:class:`~composite.evidence.reporter.EvidenceReporter`, which puts them
+together). The package imports none of them itself: the settings load without torch.
 """
-
-from composite.evidence.reporter import EvidenceReporter
-from composite.evidence.settings import EvidenceSettings, evidence_settings
-
-__all__ = ["EvidenceReporter", "EvidenceSettings", "evidence_settings"]

@@ -25,6 +25,7 @@ class EvaluationSettings:
         compare_with: the composite of an overlapping neighbouring tile (seam error).
         seam_tolerance: reflectance difference counted in ``seam_share_over_tol``.
         max_pixels: metrics on at most this many pixels (a decimated read beyond).
+        enabled: ``False`` (``evaluation=none``): no evidence at all, the stack is composited once.
     """
 
     baselines: tuple[str, ...] = ("none", "scl", "s2cloudless")
@@ -34,6 +35,7 @@ class EvaluationSettings:
     compare_with: str | None = None
     seam_tolerance: float = 0.01
     max_pixels: int = 4096 * 4096
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         baselines = tuple(self.baselines or ())
@@ -98,10 +100,10 @@ class EvidenceSettings:
 
 def evidence_settings(config: Mapping[str, Any]) -> EvidenceSettings | None:
     """Checked settings from the resolved config container (keys ``evaluation``, ``quicklook``,
-    ``logger``); ``None`` when ``evaluation`` is null (``evaluation=none``: no evidence)."""
-    if config.get("evaluation", {}) is None:
-        return None
+    ``logger``); ``None`` when ``evaluation.enabled`` is false (``evaluation=none``)."""
     evaluation = dict(config.get("evaluation") or {})
+    if not evaluation.get("enabled", True):
+        return None
     quicklook = dict(config.get("quicklook") or {})
     return EvidenceSettings(
         evaluation=EvaluationSettings(**evaluation),
