@@ -46,6 +46,8 @@ from composite.masking import MaskSet, exclusion_window
 from composite.output_grid import grid_record
 from composite.percentile import METHODS, NO_VALID_POLICIES, masked_percentile
 from composite.stack import Stack, StackScene
+from composite.temporal import TemporalBands
+from composite.temporal_rules import TemporalSettings, window_exclusion
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,8 @@ class WindowJob:
     key: tuple[int, ...] | None
     no_valid: str
     windows_dir: str
+    #: The multi-temporal test and its rule (``None``: the single-date mask alone).
+    temporal: TemporalSettings | None = None
 
     def window_path(self, index: int) -> Path:
         return Path(self.windows_dir) / f"{index:06d}.npz"
@@ -168,6 +172,8 @@ class CompositeRun:
     work_dir: Path
     reused_windows: int
     computed_windows: int
+    #: The temporal test of this run for ``run.json`` (rule, whether it ran and why not).
+    temporal: dict[str, Any] | None = None
 
 
 # -- one window --------------------------------------------------------------------------------
@@ -189,8 +195,9 @@ def _scene(scene: StackScene) -> Scene:
     return cache[key]
 
 
-def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """``(stack (scenes, bands, h, w) uint16 harmonised DN, exclude (scenes, h, w) bool)``.
+def read_window_observations(job: WindowJob, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """``(stack (scenes, bands, h, w) uint16 harmonised DN, mask (scenes, h, w) bool)``: the
+    window's observations and what the single-date masks exclude.
 
     Scenes that do not cover the window are all nodata. A read error raises
     :class:`UnreadableScene` naming the scene.
@@ -217,14 +224,23 @@ def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.nd
     return stack, exclude
 
 
+def read_window_stack(job: WindowJob, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """``(stack (scenes, bands, h, w) uint16 harmonised DN, exclude (scenes, h, w) bool)``: the
+    window's observations and the exclusion the composite uses (the single-date masks, combined
+    with the temporal test under its rule where ``job.temporal`` says so)."""
+    stack, mask = read_window_observations(job, window)
+    return stack, window_exclusion(job.temporal, job.bands, stack, mask)[0]
+
+
 def compute_window(job: WindowJob, item: tuple[int, Window]) -> WindowOutcome:
     """Composite one window and save it as ``<windows_dir>/<index>.npz`` (atomically)."""
     index, window = item
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            stack, exclude = read_window_stack(job, window)
+            stack, mask = read_window_observations(job, window)
     except UnreadableScene as err:
         return WindowOutcome(index, err.scene_id, f"{type(err.error).__name__}: {err.error}")
+    exclude, sources = window_exclusion(job.temporal, job.bands, stack, mask)
     result = masked_percentile(
         stack,
         exclude,
@@ -242,6 +258,8 @@ def compute_window(job: WindowJob, item: tuple[int, Window]) -> WindowOutcome:
     }
     if result.index is not None:
         arrays["index"] = result.index if result.index.ndim == 3 else result.index[np.newaxis]
+    if sources is not None:
+        arrays["sources"] = sources.counts
     with atomic_path(job.window_path(index)) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     return WindowOutcome(index)
@@ -257,8 +275,13 @@ def make_job(
     grid: Grid,
     bands: tuple[str, ...],
     work_root: Path,
+    temporal: TemporalSettings | None = None,
 ) -> tuple[WindowJob, str]:
-    """The window job for ``stack`` and its run key (which names its work folder)."""
+    """The window job for ``stack`` and its run key (which names its work folder).
+
+    ``temporal`` runs the multi-temporal test where the stack is long enough
+    (:meth:`TemporalSettings.skip_reason`); its settings are then part of the run key.
+    """
     key = None
     if settings.key_bands is not None:
         missing = [band for band in settings.key_bands if band not in bands]
@@ -287,6 +310,11 @@ def make_job(
         },
         "scenes": [[s.scene_id, s.fingerprint, s.offset] for s in stack.scenes],
     }
+    if temporal is not None and temporal.skip_reason(len(stack.scenes)) is None:
+        TemporalBands.resolve(bands)  # the test's bands are there: fail before any window
+        description["temporal"] = temporal.record()  # absent otherwise: older keys stay valid
+    else:
+        temporal = None
     run_key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
     job = WindowJob(
         grid=grid,
@@ -301,6 +329,7 @@ def make_job(
         key=key,
         no_valid=settings.no_valid,
         windows_dir=str(work_root / run_key / "windows"),
+        temporal=temporal,
     )
     return job, run_key
 
@@ -330,6 +359,7 @@ def composite_windows(
     executor: Executor,
     *,
     progress: bool = True,
+    temporal: TemporalSettings | None = None,
 ) -> CompositeRun:
     """Compute every window not finished yet; returns the finished run (see the module docs).
 
@@ -338,7 +368,7 @@ def composite_windows(
     work_root = Path(work_root)
     windows = tile_windows(grid.height, grid.width, settings.window_size)
     while True:
-        job, run_key = make_job(stack, masks, settings, grid, bands, work_root)
+        job, run_key = make_job(stack, masks, settings, grid, bands, work_root, temporal)
         Path(job.windows_dir).mkdir(parents=True, exist_ok=True)
         pending = [(i, w) for i, w in enumerate(windows) if not job.window_path(i).is_file()]
         reused = len(windows) - len(pending)
@@ -347,6 +377,7 @@ def composite_windows(
             run_key, len(windows), settings.window_size, grid.height, grid.width, reused,
             work_root / run_key,
         )  # fmt: skip
+        temporal_record = temporal_note(temporal, job, len(stack.scenes))
         failed: dict[str, str] = {}
         for outcome in executor.map(
             compute_window, job, pending, desc="composite windows", progress=progress
@@ -356,8 +387,9 @@ def composite_windows(
                 break  # stops the iteration: pending tasks are cancelled
         if not failed:
             return CompositeRun(
-                job, windows, stack, run_key, work_root / run_key, reused, len(pending)
-            )
+                job, windows, stack, run_key, work_root / run_key, reused, len(pending),
+                temporal_record,
+            )  # fmt: skip
         for scene_id, error in failed.items():
             log.warning(
                 "Scene %s is unreadable (%s); dropping it and restarting the composite.",
@@ -368,3 +400,15 @@ def composite_windows(
         stack = stack.without(failed, "unreadable while compositing")
         if not stack.scenes:
             raise ValueError("Every scene of the stack turned out unreadable.")
+
+
+def temporal_note(
+    temporal: TemporalSettings | None, job: WindowJob, n_dates: int
+) -> dict[str, Any] | None:
+    """What ``run.json`` says of the temporal test; a stack too short for it is logged."""
+    if temporal is None:
+        return None
+    reason = temporal.skip_reason(n_dates)
+    if reason is not None and temporal.rule != "none":
+        log.warning("Temporal test (masks.temporal=%s) not run: %s.", temporal.rule, reason)
+    return {**temporal.record(), "applied": job.temporal is not None, "skipped_because": reason}

@@ -41,6 +41,8 @@ from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.reader import aligned_window, read_padded
 from composite.cluster import Executor
 from composite.stack import Stack, StackScene
+from composite.temporal import TemporalTest
+from composite.temporal_rules import DEFAULT_RULE, TemporalSettings, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class MaskSettings:
     for the main source and for the baselines alike.
 
     The producer is built (and its options checked) at construction: :attr:`producer`.
+    ``temporal`` is the rule that combines the single-date mask with the multi-temporal test
+    (:mod:`composite.temporal_rules`), ``temporal_test`` the test's settings
+    (:class:`composite.temporal.TemporalTest`).
     """
 
     source: str = "model"
@@ -68,9 +73,18 @@ class MaskSettings:
     checkpoint: str | None = None
     inference: InferenceSpec = COMPOSITE_INFERENCE
     producer_options: dict[str, dict] = field(default_factory=dict)
+    temporal: str = DEFAULT_RULE
+    temporal_test: TemporalTest = field(default_factory=TemporalTest)
     producer: MaskProducer = field(init=False, repr=False, compare=False)
 
+    @property
+    def temporal_settings(self) -> TemporalSettings:
+        return TemporalSettings(self.temporal, self.temporal_test)
+
     def __post_init__(self) -> None:
+        if isinstance(self.temporal_test, dict):
+            object.__setattr__(self, "temporal_test", TemporalTest(**self.temporal_test))
+        check_rule(self.temporal)
         object.__setattr__(self, "exclude", tuple(self.exclude))
         try:
             class_codes(self.exclude)

@@ -9,7 +9,12 @@ Outputs in the output folder:
 - ``provenance.tif`` (observation-picking methods only): uint32 sensing date ``YYYYMMDD`` of the
   observation each value came from, nodata 0; one band per output band, or one band for a
   date-consistent composite (``key_bands``).
-- ``run.json``: inputs, dates, skipped scenes, masks, checkpoint hash, configuration, counts.
+- ``exclusion_sources.tif`` (with the temporal test, :mod:`composite.temporal_rules`): uint16,
+  per pixel the observations excluded by the single-date mask alone (``model``), the temporal
+  test alone (``temporal``), both (``both``), and single-date calls the test overruled
+  (``overruled``), one band each.
+- ``run.json``: inputs, dates, skipped scenes, masks, checkpoint hash, configuration, counts
+  (``temporal.excluded_by``: the same four counts summed over the grid).
 
 Windows are first written into tiled GeoTIFFs in the work folder, one window at a time (memory
 stays at one window), then published together as COGs (:class:`cloudseg.sentinel2.cog.CogWriter`),
@@ -35,6 +40,7 @@ from tqdm.auto import tqdm
 from cloudseg.sentinel2.cog import CogWriter, atomic_path, publish
 from composite.driver import COMPOSITE_NODATA, GDAL_CACHE_MB, CompositeRun
 from composite.output_grid import grid_record
+from composite.temporal_rules import SOURCE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +57,19 @@ class CompositeOutputs:
     count: Path
     provenance: Path | None
     run_json: Path
+    exclusion_sources: Path | None = None
 
     def record(self) -> dict[str, str | None]:
         return {
             "composite": self.composite.name,
             "count": self.count.name,
             "provenance": self.provenance.name if self.provenance else None,
+            "exclusion_sources": (self.exclusion_sources.name if self.exclusion_sources else None),
             "run_json": self.run_json.name,
         }
 
 
-def output_paths(out_dir: str | Path, picks: bool) -> CompositeOutputs:
+def output_paths(out_dir: str | Path, picks: bool, temporal: bool = False) -> CompositeOutputs:
     out_dir = Path(out_dir)
     return CompositeOutputs(
         out_dir=out_dir,
@@ -69,6 +77,7 @@ def output_paths(out_dir: str | Path, picks: bool) -> CompositeOutputs:
         count=out_dir / "count.tif",
         provenance=out_dir / "provenance.tif" if picks else None,
         run_json=out_dir / RUN_JSON,
+        exclusion_sources=out_dir / "exclusion_sources.tif" if temporal else None,
     )
 
 
@@ -81,7 +90,7 @@ def scene_dates(run: CompositeRun) -> np.ndarray:
 
 def write_rasters(
     run: CompositeRun, out_dir: str | Path, tags: Mapping[str, Any], *, progress: bool = True
-) -> tuple[CompositeOutputs, dict[str, int]]:
+) -> tuple[CompositeOutputs, dict[str, Any]]:
     """Assemble the window files into COGs in ``out_dir``; returns the paths and pixel counts
     (``no_valid``: pixels without a valid observation; ``fallback``: of those, filled from all
     observations)."""
@@ -91,14 +100,15 @@ def write_rasters(
 
 def _write_rasters(
     run: CompositeRun, out_dir: str | Path, tags: Mapping[str, Any], progress: bool
-) -> tuple[CompositeOutputs, dict[str, int]]:
+) -> tuple[CompositeOutputs, dict[str, Any]]:
     job = run.job
     picks = job.method != "linear"
-    outputs = output_paths(out_dir, picks)
+    outputs = output_paths(out_dir, picks, job.temporal is not None)
     outputs.out_dir.mkdir(parents=True, exist_ok=True)
     assembly = run.work_dir / "assembly"
     dates = scene_dates(run)
     totals = {"no_valid": 0, "fallback": 0}
+    excluded_by = dict.fromkeys(SOURCE_NAMES, 0)
     with contextlib.ExitStack() as stack:
         composite = stack.enter_context(
             CogWriter(
@@ -124,6 +134,15 @@ def _write_rasters(
                 )
             )  # fmt: skip
             writers.append(provenance)
+        if outputs.exclusion_sources is not None:
+            sources = stack.enter_context(
+                CogWriter(
+                    outputs.exclusion_sources, job.grid, count=len(SOURCE_NAMES),
+                    dtype="uint16", band_names=[f"excluded_by_{n}" for n in SOURCE_NAMES],
+                    tags=tags, workdir=assembly,
+                )
+            )  # fmt: skip
+            writers.append(sources)
         for index, window in enumerate(
             tqdm(run.windows, desc="write outputs", unit="window", disable=not progress)
         ):
@@ -138,7 +157,13 @@ def _write_rasters(
                         index_array >= 0, dates[np.clip(index_array, 0, None)], 0
                     )
                     provenance.write(picked_dates.astype(np.uint32), window=window)
+                if outputs.exclusion_sources is not None:
+                    sources.write(saved["sources"].astype(np.uint16), window=window)
+                    for i, name in enumerate(SOURCE_NAMES):
+                        excluded_by[name] += int(saved["sources"][i].sum(dtype=np.int64))
         publish(*writers)
+    if outputs.exclusion_sources is not None:
+        totals["excluded_by"] = excluded_by
     shutil.rmtree(assembly, ignore_errors=True)
     return outputs, totals
 
@@ -186,10 +211,19 @@ def run_record(
             "no_valid": pixel_totals["no_valid"],
             "fallback": pixel_totals["fallback"],
         },
+        "temporal": _temporal_record(run, pixel_totals),
         "cluster": dict(cluster),
         "timing_s": {key: round(value, 3) for key, value in timing_s.items()},
         "config": dict(config),
     }
+
+
+def _temporal_record(run: CompositeRun, pixel_totals: Mapping[str, Any]) -> dict[str, Any]:
+    """``run.json``'s ``temporal``: the rule and test, whether it ran (and why not), and the
+    observations excluded by each source."""
+    if run.temporal is None:
+        return {"rule": "none", "applied": False, "skipped_because": "no temporal settings"}
+    return {**run.temporal, "excluded_by": pixel_totals.get("excluded_by")}
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:

@@ -75,8 +75,9 @@ def composite_stack(
     grid = grid or output_grid(stack, settings, bands, bbox)
     started = time.perf_counter()
     run = composite_windows(
-        stack, masks, settings, grid, bands, work_dir, executor, progress=progress
-    )
+        stack, masks, settings, grid, bands, work_dir, executor, progress=progress,
+        temporal=mask_settings.temporal_settings,
+    )  # fmt: skip
     timing["windows"] = time.perf_counter() - started
     started = time.perf_counter()
     dates = [scene.datetime.date().isoformat() for scene in run.stack.scenes]

@@ -31,14 +31,18 @@ The test, per window:
 
 1. **Base set** per pixel: the observations the single-date mask calls clear, or every valid one
    where fewer than ``min_clear`` are clear (masks ``none`` start from all observations).
-2. **Background and noise** per pixel and test band from the base set with the composite's own
+2. **Dark-side cloud screen**: the single-date mask may have missed many clouds (or there is
+   none), and a cloudy majority moves a median. Clouds only brighten the blue and B10, so their
+   lower quartile (centre) and P10-P25 spread (noise) are still the clear ground's on a pixel
+   cloudy on up to ~70 % of its dates; views brighter than that by the cloud test below leave
+   the base set (like Tmask's iterative reweighting of its robust fit).
+3. **Background and noise** per pixel and test band from what is left, with the composite's own
    masked-percentile kernel: the median is the background, the interquartile range / 1.349 the
    noise (a robust standard deviation: a minority of missed clouds or shadows moves neither).
    Shadow bands are judged in log reflectance (a shadow multiplies the direct light), cloud bands
-   in reflectance (a cloud adds light). The test runs ``passes`` times; each pass drops the
-   views the last one flagged from the base set (iterative reweighting, like Tmask's robust fit),
-   so a pixel cloudy on half its dates still gets a clear background on the second pass.
-3. **Departure** of every observation in noise units, with a floor per test so that a very
+   in reflectance (a cloud adds light). With ``passes`` > 1 it is estimated again without the
+   views the last estimate flagged.
+4. **Departure** of every observation in noise units, with a floor per test so that a very
    stable pixel (water, desert) is not flagged for sensor noise: cloud where the blue departs
    upward by ``max(k * noise, cloud_floor)`` (never for snow-like views) or B10 by
    ``max(k * noise, cirrus_floor)`` (where the stack has B10); shadow where the NIR darkens by
@@ -89,9 +93,14 @@ GREEN_BANDS = ("B03",)
 class TemporalTest:
     """The test's settings (``masks.temporal_test`` in ``conf/composite.yaml``).
 
+    ``k`` and ``cloud_floor`` were chosen on the demo's two simulated tiles with the demo model
+    (``experiments/temporal``): lower values catch more thin cloud and drop more clear (hazy)
+    views; the test has no held-out tuning set yet.
+
     Attributes:
         min_dates: a stack with fewer dates runs without the test (said in the log and run.json),
-            and a pixel with fewer valid observations gets no verdict (``NEUTRAL``).
+            and a pixel with fewer valid observations gets no verdict (``NEUTRAL``). 15 is
+            Tmask's minimum of clear observations for a per-pixel model.
         min_clear: a pixel with fewer clear observations (by the single-date mask) takes its
             background from all its valid observations.
         k: departure threshold in noise units (robust standard deviations).
@@ -103,19 +112,20 @@ class TemporalTest:
         match: a view matches the background where every test band departs by less than this
             share of its threshold.
         strong: a departure of this many thresholds is ``STRONG``.
-        passes: background estimates; each later one drops the views the last one flagged.
+        passes: full background estimates after the screen; each later one drops the views the
+            last one flagged (1 measured as good as 2 on the demo tiles, at less cost).
     """
 
-    min_dates: int = 10
+    min_dates: int = 15
     min_clear: int = 5
-    k: float = 3.0
-    cloud_floor: float = 0.03
+    k: float = 1.75
+    cloud_floor: float = 0.0375
     cirrus_floor: float = 0.01
     shadow_floor: float = 0.25
     snow_ndsi: float = 0.5
     match: float = 0.5
     strong: float = 2.0
-    passes: int = 2
+    passes: int = 1
 
     def __post_init__(self) -> None:
         key = "masks.temporal_test"

@@ -21,13 +21,24 @@ the temporal test overruled: the evidence of what the test changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from composite.temporal import FLAG, MATCH, STRONG
+from composite.temporal import (
+    FLAG,
+    MATCH,
+    STRONG,
+    TemporalBands,
+    TemporalTest,
+    valid_observations,
+    verdicts,
+)
 
 TEMPORAL_RULES: tuple[str, ...] = ("none", "union", "veto", "vote")
+#: The rule a composite uses unless told otherwise (the one that won on the demo tiles, see
+#: ``experiments/temporal``).
+DEFAULT_RULE = "veto"
 #: Per-pixel counts kept per window (:class:`ExclusionSources`), in this order.
 SOURCE_NAMES: tuple[str, ...] = ("model", "temporal", "both", "overruled")
 
@@ -80,3 +91,44 @@ class ExclusionSources:
         return {
             name: int(self.counts[i].sum(dtype=np.int64)) for i, name in enumerate(SOURCE_NAMES)
         }
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """``masks.temporal`` (the rule) and ``masks.temporal_test`` (the test's settings)."""
+
+    rule: str = DEFAULT_RULE
+    test: TemporalTest = field(default_factory=TemporalTest)
+
+    def __post_init__(self) -> None:
+        check_rule(self.rule)
+        if isinstance(self.test, dict):
+            object.__setattr__(self, "test", TemporalTest(**self.test))
+
+    def skip_reason(self, n_dates: int) -> str | None:
+        """Why the test does not run on a stack of ``n_dates`` (``None``: it runs)."""
+        if self.rule == "none":
+            return "masks.temporal=none"
+        if n_dates < self.test.min_dates:
+            return (
+                f"the stack has {n_dates} dates, fewer than masks.temporal_test.min_dates="
+                f"{self.test.min_dates} the test needs: the single-date mask alone is used"
+            )
+        return None
+
+    def record(self) -> dict:
+        return {"rule": self.rule, "test": self.test.record()}
+
+
+def window_exclusion(
+    temporal: TemporalSettings | None, bands: tuple[str, ...], stack: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, ExclusionSources | None]:
+    """The exclusion a composite window uses: the single-date ``mask`` combined with the
+    temporal verdicts of ``stack`` (``(dates, bands, h, w)`` uint16 harmonised DN) under
+    ``temporal.rule``, and which source excluded what (``None`` without the test). Per pixel,
+    so a window's result equals the same pixels of the whole grid's."""
+    if temporal is None:
+        return mask, None
+    verdict = verdicts(stack, TemporalBands.resolve(bands), ~mask, temporal.test)
+    exclude = combine(temporal.rule, mask, verdict)
+    return exclude, ExclusionSources.of(mask, verdict, exclude, valid_observations(stack))

@@ -9,7 +9,9 @@ composited end to end by :func:`composite.run.run_composite` with the composed
 ``conf/composite.yaml`` (its defaults: every common band, window 512 px, this process), stack
 assembly included, the evidence step (baselines, metrics, pictures) left out. Masks are
 ``masks.source=none``, so the composite itself is measured; one extra case uses
-``s2cloudless`` at 100 dates x 256 px to show what computing masks adds. Each case runs in a fresh
+``s2cloudless`` at 100 dates x 256 px to show what computing masks adds, and three add the
+multi-temporal test (``masks.temporal=veto``; the others run with ``masks.temporal=none``) to show
+what it costs (issue 16's goal: under 1.5x). Each case runs in a fresh
 process whose peak RSS (``ru_maxrss``) is its peak memory. Per case it reports the seconds in
 total and per stage (from the run JSON), seconds per scene-megapixel (dates x pixels / 1e6) and
 peak RSS, then the growth of each between dates and sizes, and writes the table, with the machine
@@ -41,15 +43,18 @@ SEED = 0
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One end-to-end run: ``n_dates`` scenes of ``size`` x ``size`` px, masks from ``masks``."""
+    """One end-to-end run: ``n_dates`` scenes of ``size`` x ``size`` px, masks from ``masks``
+    combined with the multi-temporal test by the rule ``temporal`` (``none``: not run)."""
 
     n_dates: int
     size: int
     masks: str = "none"
+    temporal: str = "none"
 
     @property
     def name(self) -> str:
-        return f"{self.n_dates} dates x {self.size} px, masks {self.masks}"
+        name = f"{self.n_dates} dates x {self.size} px, masks {self.masks}"
+        return name if self.temporal == "none" else f"{name} + temporal {self.temporal}"
 
     @property
     def scene_mpx(self) -> float:
@@ -63,8 +68,11 @@ DEFAULT_CASES = (
     Case(30, 512),
     Case(100, 512),
     Case(100, 256, "s2cloudless"),
+    Case(30, 256, temporal="veto"),
+    Case(100, 256, temporal="veto"),
+    Case(100, 512, temporal="veto"),
 )
-QUICK_CASES = (Case(30, 256),)
+QUICK_CASES = (Case(30, 256), Case(30, 256, temporal="veto"))
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -107,6 +115,7 @@ def run_case(case: Case, stack_folder: str, scratch: str, queue) -> None:
     overrides = [
         f"stack.source={stack_folder}",
         f"masks.source={case.masks}",
+        f"masks.temporal={case.temporal}",
         f"paths.log_dir={scratch_dir / 'logs'}",
         f"out_dir={scratch_dir / 'out'}",
         "progress=false",
@@ -179,19 +188,21 @@ def measure(case: Case, stack_folder: Path) -> dict[str, Any]:
 
 
 def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ratios between cases that differ in one thing: dates (30 -> 100), size (256 -> 512) or
-    masks (none -> another source)."""
-    by_key = {(row["n_dates"], row["size"], row["masks"]): row for row in rows}
+    """Ratios between cases that differ in one thing: dates (30 -> 100), size (256 -> 512),
+    masks (none -> another source) or the temporal test (none -> a rule)."""
+    by_key = {(row["n_dates"], row["size"], row["masks"], row["temporal"]): row for row in rows}
     pairs = []
-    for (n_dates, size, masks), row in by_key.items():
+    for (n_dates, size, masks, temporal), row in by_key.items():
         for other_key, what in (
-            ((n_dates * 10 // 3, size, masks), "dates"),
-            ((n_dates, size * 2, masks), "size"),
+            ((n_dates * 10 // 3, size, masks, temporal), "dates"),
+            ((n_dates, size * 2, masks, temporal), "size"),
         ):
             if other_key in by_key:
                 pairs.append((what, row, by_key[other_key]))
-        if masks != "none" and (n_dates, size, "none") in by_key:
-            pairs.append(("masks", by_key[(n_dates, size, "none")], row))
+        if masks != "none" and (n_dates, size, "none", temporal) in by_key:
+            pairs.append(("masks", by_key[(n_dates, size, "none", temporal)], row))
+        if temporal != "none" and (n_dates, size, masks, "none") in by_key:
+            pairs.append(("temporal", by_key[(n_dates, size, masks, "none")], row))
     ratios = []
     for what, small, large in pairs:
         ratios.append(

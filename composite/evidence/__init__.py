@@ -5,7 +5,8 @@ config says ``evaluation=none`` (its result is ``run.json["reports"]["evidence"]
 composite is written, it
 
 1. composites **baselines**: the same stack onto the same grid and bands with other mask sources
-   (``evaluation.baselines``; ``none`` is Sentinel Hub's plain 25th percentile without SCL) into
+   (``evaluation.baselines``; ``none`` is Sentinel Hub's plain 25th percentile without SCL,
+   ``temporal`` the multi-temporal test alone; the others are single-date masks alone) into
    ``<out>/baselines/<source>/``, each with its own quicklooks and ``run.json``, through the main
    run's executor. A source that does not apply is skipped with its reason: the main run's own
    source; ``scl`` when a scene has no SCL layer; ``s2cloudless`` when a scene lacks one of its
@@ -41,8 +42,10 @@ composite is written, it
    the COG overviews; reflectance through the scene reader); ``run.json`` records which. The
    table goes to ``<out>/metrics.json`` (``{composite: {metric: value}}``) and ``<out>/metrics.md``;
 4. writes ``<out>/composite_rgb.png``, ``<out>/composite_gray.png`` and ``<out>/map.html`` (an
-   offline Leaflet page: the composite, each baseline, the truth reference, the valid-count raster;
-   an info panel with dates, percentile, mask source and headline metrics);
+   offline Leaflet page: the composite, each baseline, the truth reference, the valid-count raster,
+   with the temporal test the exclusion sources; an info panel with dates, percentile, mask
+   source and headline metrics) and, with the temporal test, ``<out>/exclusion_sources.png``
+   (observations excluded by the single-date mask, the test, both, and overruled calls);
 5. logs the table, headline scalars and quicklooks to W&B when ``logger=wandb``
    (:mod:`composite.wandb_log`).
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from cloudseg.inference.producers import lacking_bands
 from cloudseg.sentinel2.bands import RGB_BANDS
-from composite.evidence.settings import QuicklookSettings
+from composite.evidence.settings import TEMPORAL_BASELINE, QuicklookSettings
 from composite.masking import MaskSettings
 from composite.pipeline import CompositeResult
 from composite.quicklook import write_quicklooks
@@ -19,23 +19,38 @@ from composite.stack import Stack
 log = logging.getLogger(__name__)
 
 
+def baseline_masks(source: str, masks: MaskSettings) -> MaskSettings:
+    """A baseline's masks: a single-date source alone, or ``temporal``: the temporal test alone
+    (no single-date mask, rule ``union``)."""
+    if source == TEMPORAL_BASELINE:
+        return dataclasses.replace(masks, source="none", temporal="union")
+    return dataclasses.replace(masks, source=source, temporal="none")
+
+
 def plan_baselines(
     sources: Iterable[str], masks: MaskSettings, stack: Stack
 ) -> tuple[dict[str, MaskSettings], dict[str, str]]:
     """The mask settings of each baseline that applies to ``stack``, and why the others do not."""
     planned: dict[str, MaskSettings] = {}
     skipped: dict[str, str] = {}
+    main_temporal = masks.temporal_settings.skip_reason(len(stack)) is None
     for source in sources:
-        if source == masks.source:
-            skipped[source] = "the main composite uses this mask source"
-            continue
         if source == "model" and not masks.checkpoint:
             skipped[source] = "no checkpoint: pass ckpt=/path/to/best.ckpt"
             continue
         try:
-            settings = dataclasses.replace(masks, source=source)
+            settings = baseline_masks(source, masks)
         except ValueError as err:  # e.g. ocm without weights: the others still run
             skipped[source] = str(err)
+            continue
+        temporal_skip = settings.temporal_settings.skip_reason(len(stack))
+        if source == TEMPORAL_BASELINE and temporal_skip is not None:
+            skipped[source] = temporal_skip
+            continue
+        if settings.source == masks.source and (
+            settings.temporal == masks.temporal or not main_temporal
+        ):
+            skipped[source] = "the main composite uses these masks"
             continue
         lacking = lacking_bands(settings.producer, stack.scenes)
         if lacking:

@@ -45,6 +45,7 @@ from composite.outputs import write_json
 from composite.pipeline import CompositeResult, composite_stack
 from composite.quicklook import DEFAULT_STRETCH, auto_stretch, read_bands_preview
 from composite.stack import Stack, StackSettings, build_stack
+from composite.temporal_evidence import CHART, sources_chart, sources_map_layer
 from composite.wandb_log import log_evidence
 from composite.webmap import MapLayer, count_map_layer, map_layers_from_cog, write_map_page
 
@@ -120,6 +121,12 @@ class EvidenceReporter:
         report["metrics_json"], report["metrics_md"] = METRICS_JSON, METRICS_MD
         with timed(timing, "map"):
             report["map"] = self.map_page(result, composites, table, stretch).name
+            excluded_by = result.record["temporal"].get("excluded_by")
+            if excluded_by:
+                title = f"excluded observations, masks {result.masks.source} + temporal test"
+                report["exclusion_sources_chart"] = sources_chart(
+                    excluded_by, out_dir / CHART, title
+                ).name
         with timed(timing, "wandb"):
             report["wandb"] = log_evidence(
                 self.settings.logger,
@@ -216,7 +223,7 @@ class EvidenceReporter:
         composite = self.composite_again(
             result,
             truth_stack,
-            MaskSettings(source="none", cache_dir=self.masks.cache_dir),
+            MaskSettings(source="none", temporal="none", cache_dir=self.masks.cache_dir),
             result.outputs.out_dir / "reference",
             stretch,
         )
@@ -313,6 +320,12 @@ class EvidenceReporter:
             max_size=self.settings.quicklook.max_size,
         )
         layers.append(count_layer)
+        if result.outputs.exclusion_sources is not None:
+            layers.append(
+                sources_map_layer(
+                    result.outputs.exclusion_sources, max_size=self.settings.quicklook.max_size
+                )[0]
+            )
         return write_map_page(
             result.outputs.out_dir / MAP_PAGE,
             layers,

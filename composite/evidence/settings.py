@@ -12,6 +12,14 @@ from typing import Any
 from cloudseg.inference.producers import producer_names
 from composite.quicklook import DEFAULT_STRETCH
 
+#: The baseline that is the temporal test alone (no single-date mask, rule ``union``).
+TEMPORAL_BASELINE = "temporal"
+
+
+def baseline_names() -> tuple[str, ...]:
+    """What ``evaluation.baselines`` may list: every mask producer, and the temporal test."""
+    return (*producer_names(), TEMPORAL_BASELINE)
+
 
 @dataclass(frozen=True)
 class EvaluationSettings:
@@ -28,7 +36,7 @@ class EvaluationSettings:
         enabled: ``False`` (``evaluation=none``): no evidence at all, the stack is composited once.
     """
 
-    baselines: tuple[str, ...] = ("none", "scl", "s2cloudless")
+    baselines: tuple[str, ...] = ("none", "scl", "s2cloudless", TEMPORAL_BASELINE)
     reference: str | None = None
     truth: bool = True
     model_residual: bool = True
@@ -39,11 +47,11 @@ class EvaluationSettings:
 
     def __post_init__(self) -> None:
         baselines = tuple(self.baselines or ())
-        unknown = [source for source in baselines if source not in producer_names()]
+        allowed = baseline_names()
+        unknown = [source for source in baselines if source not in allowed]
         if unknown:
             raise ValueError(
-                f"evaluation.baselines lists {unknown}; use mask sources among "
-                f"{list(producer_names())}."
+                f"evaluation.baselines lists {unknown}; use mask sources among {list(allowed)}."
             )
         if len(set(baselines)) != len(baselines):
             raise ValueError(f"evaluation.baselines={list(baselines)} repeats a source.")

@@ -95,9 +95,10 @@ def test_baselines_run_on_the_same_grid_and_skips_say_why(evidence_run):
     out = evidence_run.outputs.out_dir
     assert evidence["baselines"]["computed"] == {"none": str(out / "baselines" / "none")}
     skipped = evidence["baselines"]["skipped"]
-    assert set(skipped) == {"scl", "s2cloudless"}
+    assert set(skipped) == {"scl", "s2cloudless", "temporal"}
     assert "12 of 12 scenes lack" in skipped["scl"] and "SCL" in skipped["scl"]
-    assert skipped["s2cloudless"] == "the main composite uses this mask source"
+    assert skipped["s2cloudless"] == "the main composite uses these masks"
+    assert "12 dates, fewer than masks.temporal_test.min_dates=15" in skipped["temporal"]
 
     for folder in (out / "baselines" / "none", out / "reference"):
         record = json.loads((folder / "run.json").read_text())
@@ -331,13 +332,32 @@ def test_seam_error_of_two_overlapping_tiles_is_reported(tmp_path):
 
 def test_baselines_that_do_not_apply_are_skipped_with_the_reason(tiny_stack):
     stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
-    sources = ("none", "scl", "s2cloudless", "model")
+    sources = ("none", "scl", "s2cloudless", "model", "temporal")
     planned, skipped = plan_baselines(sources, MaskSettings(source="none"), stack)
     assert list(planned) == ["scl"] and planned["scl"].source == "scl"
-    assert skipped["none"] == "the main composite uses this mask source"
+    assert planned["scl"].temporal == "none"  # a single-date mask alone
+    assert skipped["none"] == "the main composite uses these masks"
+    assert (
+        "the stack has 10 dates, fewer than masks.temporal_test.min_dates=15"
+        in (skipped["temporal"])
+    )
     assert "10 of 10 scenes lack" in skipped["s2cloudless"] and "B10" in skipped["s2cloudless"]
     assert skipped["model"].startswith("no checkpoint")
     assert find_truth(str(tiny_stack.folder), stack) is None  # not a simulated stack
+
+
+def test_the_temporal_baseline_is_the_test_alone_and_single_date_baselines_are_masks_alone(
+    make_stack, tmp_path
+):
+    stack = build_stack(
+        StackSettings(source=str(make_stack(tmp_path / "s", n_dates=16).folder)), progress=False
+    )
+    main = MaskSettings(source="scl")  # + the default temporal rule: 16 dates, so it runs
+    planned, skipped = plan_baselines(("none", "scl", "temporal"), main, stack)
+    assert (planned["temporal"].source, planned["temporal"].temporal) == ("none", "union")
+    assert (planned["scl"].source, planned["scl"].temporal) == ("scl", "none")
+    assert (planned["none"].source, planned["none"].temporal) == ("none", "none")
+    assert not skipped
 
 
 def test_truth_is_found_for_a_simulated_stack(sim_stack):
