@@ -131,6 +131,29 @@ def tiny_stack(tmp_path: Path) -> TinyStack:
 
 
 @pytest.fixture
+def kill_after(monkeypatch) -> Callable[[int], Callable[[], None]]:
+    """``restore = kill_after(n)``: the composite's window tasks raise ``KeyboardInterrupt``
+    after ``n`` finished windows (a killed run); ``restore()`` puts the real task back."""
+    from composite import driver
+
+    real_compute = driver.compute_window
+
+    def install(n_windows: int) -> Callable[[], None]:
+        finished = []
+
+        def killed(job, item):
+            if len(finished) == n_windows:
+                raise KeyboardInterrupt("killed")
+            finished.append(item[0])
+            return real_compute(job, item)
+
+        monkeypatch.setattr(driver, "compute_window", killed)
+        return lambda: monkeypatch.setattr(driver, "compute_window", real_compute)
+
+    return install
+
+
+@pytest.fixture
 def make_stack() -> Callable[..., TinyStack]:
     """``make_stack(folder, n_dates=10, size=64, seed=0, start=...)``."""
     return make_tiny_stack

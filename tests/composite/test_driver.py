@@ -12,7 +12,6 @@ import pytest
 import rasterio
 
 from cloudseg.sentinel2.radiometry import harmonize_dn
-from composite import driver
 from composite.cluster import ClusterSettings, LocalExecutor, open_executor
 from composite.driver import CompositeSettings
 from composite.masking import MaskSettings, exclusion_window
@@ -193,22 +192,13 @@ def test_localcluster_and_an_existing_cluster_give_identical_output(tiny_stack, 
         np.testing.assert_array_equal(expected, read(getattr(existing.outputs, name)), name)
 
 
-def test_a_killed_run_resumes_from_its_finished_windows(tiny_stack, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_from_its_finished_windows(tiny_stack, tmp_path, kill_after):
     reference = run(tiny_stack.folder, tmp_path, name="reference", window_size=16)
-    real_compute = driver.compute_window
-    finished = []
-
-    def killed_after_five(job, item):
-        if len(finished) == 5:
-            raise KeyboardInterrupt("killed")
-        finished.append(item[0])
-        return real_compute(job, item)
-
-    monkeypatch.setattr(driver, "compute_window", killed_after_five)
+    restore = kill_after(5)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_stack.folder, tmp_path, name="resumed", window_size=16)
     assert not (tmp_path / "resumed" / "composite.tif").exists()  # no output before completion
-    monkeypatch.setattr(driver, "compute_window", real_compute)
+    restore()
     resumed = run(tiny_stack.folder, tmp_path, name="resumed", window_size=16)
     assert resumed.record["windows"] == {"total": 16, "reused": 5, "computed": 11}
     for name in ("composite", "count"):

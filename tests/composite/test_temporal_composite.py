@@ -13,7 +13,6 @@ import rasterio
 from PIL import Image
 from rasterio.windows import Window
 
-from composite import driver
 from composite.cluster import LocalExecutor
 from composite.driver import CompositeSettings, make_job, read_window_stack
 from composite.masking import MaskSettings
@@ -103,21 +102,12 @@ def test_temporal_test_alone_finds_clouds_and_shadows_and_counts_them(stack20, t
     assert bounds[0] < bounds[2] and bounds[1] < bounds[3]
 
 
-def test_a_killed_temporal_run_resumes_identically(stack20, tmp_path, monkeypatch):
+def test_a_killed_temporal_run_resumes_identically(stack20, tmp_path, kill_after):
     reference = run(stack20.folder, tmp_path, "reference", window_size=16)
-    real_compute = driver.compute_window
-    finished = []
-
-    def killed_after_five(job, item):
-        if len(finished) == 5:
-            raise KeyboardInterrupt("killed")
-        finished.append(item[0])
-        return real_compute(job, item)
-
-    monkeypatch.setattr(driver, "compute_window", killed_after_five)
+    restore = kill_after(5)
     with pytest.raises(KeyboardInterrupt):
         run(stack20.folder, tmp_path, "resumed", window_size=16)
-    monkeypatch.setattr(driver, "compute_window", real_compute)
+    restore()
     resumed = run(stack20.folder, tmp_path, "resumed", window_size=16)
     assert resumed.record["windows"] == {"total": 16, "reused": 5, "computed": 11}
     for name in ("composite", "count", "exclusion_sources"):
