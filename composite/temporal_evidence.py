@@ -29,8 +29,8 @@ SOURCE_COLORS = {
     "overruled": "#4daf4a",
 }
 SOURCE_LABELS = {
-    "model": "single-date mask only",
-    "temporal": "temporal test only",
+    "model": "single-date\nmask only",
+    "temporal": "temporal\ntest only",
     "both": "both",
     "overruled": "single-date call\noverruled by the test",
 }

@@ -2,6 +2,8 @@
 
     .venv/bin/python experiments/bench_composite.py            # ~1 min (+2 min to write the stacks once)
     .venv/bin/python experiments/bench_composite.py --quick    # 30 dates x 256 px only, a smoke run
+    .venv/bin/python experiments/bench_composite.py --temporal --out experiments/temporal/cost.md
+                                                    # 100 dates x 256 px with/without the test
 
 Simulated stacks (``cloudseg.data.simulate.write_stack``: 13-band L1C scenes at native 10/20/60 m,
 seed 0; written once and cached under ``--cache``) of 30 and 100 dates at 256 and 512 px are
@@ -73,6 +75,8 @@ DEFAULT_CASES = (
     Case(100, 512, temporal="veto"),
 )
 QUICK_CASES = (Case(30, 256), Case(30, 256, temporal="veto"))
+#: ``--temporal``: what the multi-temporal test costs, with and without it side by side.
+TEMPORAL_CASES = (Case(100, 256), Case(100, 256, temporal="veto"))
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -281,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small case, a smoke run")
     parser.add_argument(
+        "--temporal", action="store_true", help="only the cases with and without the temporal test"
+    )
+    parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where simulated stacks are kept"
     )
     parser.add_argument(
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = args.cache / "composite_benchmark_quick.md" if args.quick else RECORD
-    cases = QUICK_CASES if args.quick else DEFAULT_CASES
+    cases = QUICK_CASES if args.quick else TEMPORAL_CASES if args.temporal else DEFAULT_CASES
     args.cache.mkdir(parents=True, exist_ok=True)
     folders = {
         (case.n_dates, case.size): cached_stack(args.cache, case.n_dates, case.size)
