@@ -60,6 +60,14 @@ COMPOSITE_NODATA = 0
 GDAL_CACHE_MB = 128
 
 
+def _bands_of(key: str, bands: tuple[str, ...]) -> tuple[str, ...]:
+    """``resolve_bands`` whose error names the config key and its value."""
+    try:
+        return resolve_bands(bands)
+    except ValueError as err:
+        raise ValueError(f"{key}={list(bands)}: {err}") from None
+
+
 @dataclass(frozen=True)
 class CompositeSettings:
     """What to compute and on which grid.
@@ -107,9 +115,9 @@ class CompositeSettings:
                     "composite.key_bands picks one date per pixel, which needs composite.method="
                     "lower or nearest (linear interpolates between two dates)."
                 )
-            object.__setattr__(self, "key_bands", resolve_bands(self.key_bands))
+            object.__setattr__(self, "key_bands", _bands_of("composite.key_bands", self.key_bands))
         if self.bands is not None:
-            object.__setattr__(self, "bands", resolve_bands(self.bands))
+            object.__setattr__(self, "bands", _bands_of("composite.bands", self.bands))
         if self.window_size < 1:
             raise ValueError(f"composite.window_size={self.window_size} must be >= 1 pixel.")
         if self.bounds is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from composite.stack import WGS84, Stack, StackScene
 
 if TYPE_CHECKING:
     from composite.driver import CompositeSettings
+
+log = logging.getLogger(__name__)
 
 
 def composite_bands(stack: Stack, settings: CompositeSettings) -> tuple[str, ...]:
@@ -71,13 +74,8 @@ def output_grid(
     elif bbox is not None:
         bounds = _bbox_in(bbox, crs)
     else:
-        boxes = [scene.grid.bounds_in(crs) for scene in stack.scenes]
-        bounds = (
-            min(b[0] for b in boxes),
-            min(b[1] for b in boxes),
-            max(b[2] for b in boxes),
-            max(b[3] for b in boxes),
-        )
+        bounds = _union([scene.grid.bounds_in(crs) for scene in stack.scenes])
+        _warn_of_other_crs_margin(stack, crs, bounds)
     if reference.grid.crs == crs:
         origin_x, origin_y = reference.grid.transform.c, reference.grid.transform.f
     else:
@@ -87,6 +85,36 @@ def output_grid(
     width = max(1, math.ceil(round((bounds[2] - left) / resolution, 6)))
     height = max(1, math.ceil(round((top - bounds[1]) / resolution, 6)))
     return Grid(crs, Affine(resolution, 0, left, 0, -resolution, top), height, width)
+
+
+def _union(boxes: list[tuple[float, ...]]) -> tuple[float, float, float, float]:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _warn_of_other_crs_margin(stack: Stack, crs: CRS, bounds: tuple[float, ...]) -> None:
+    """Warn when scenes in another CRS (another UTM zone) grow the grid past the scenes in its
+    own: their reprojected footprints are tilted, so the growth is mostly a nodata margin."""
+    others = [scene for scene in stack.scenes if scene.grid.crs != crs]
+    own = [scene.grid.bounds_in(crs) for scene in stack.scenes if scene.grid.crs == crs]
+    if not others or not own:
+        return
+    inner = _union(own)
+    area = (bounds[2] - bounds[0]) * (bounds[3] - bounds[1])
+    grown = 1.0 - (inner[2] - inner[0]) * (inner[3] - inner[1]) / area
+    if grown > 0.001:
+        epsg = sorted({str(scene.grid.crs.to_epsg() or scene.grid.crs) for scene in others})
+        log.warning(
+            "%d scene(s) in another CRS (EPSG %s, e.g. %s) are reprojected to EPSG:%s and grow "
+            "the output grid by %.1f %% of its area beyond the scenes in EPSG:%s, mostly a nodata "
+            "margin. Set composite.bounds (or stack.bbox) to keep the grid to the area you want.",
+            len(others), ", ".join(epsg), others[0].scene_id, crs.to_epsg(), 100 * grown,
+            crs.to_epsg(),
+        )  # fmt: skip
 
 
 def _native_resolution(scene: StackScene, bands: tuple[str, ...]) -> float:

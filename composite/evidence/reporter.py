@@ -238,6 +238,12 @@ class EvidenceReporter:
         view: MetricsView,
     ) -> tuple[dict[str, float], dict[str, str]]:
         """The metrics of one composite, and why the ones it lacks were not computed."""
+        if not view.footprint.any():
+            log.warning(
+                "%s has no usable pixel: no scene of the stack has data on the output grid.",
+                composite.outputs.composite,
+            )
+            return {}, {"all": "no usable pixel: no scene of the stack has data on the grid"}
         metrics = observation_shares(read_on_view(composite.outputs.count, view)[0], view.footprint)
         missing: dict[str, str] = {}
         if metrics["share_clear_obs_0"] == 1.0:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from cloudseg.sentinel2.errors import SCENE_READ_ERRORS, SceneError
+from cloudseg.sentinel2.sources import is_remote
 from composite.stack.description import describe_candidate, source_text
 from composite.stack.discovery import list_candidates
 from composite.stack.filters import deduplicate, filter_reasons, unique_ids
@@ -27,7 +29,15 @@ def build_stack(settings: StackSettings, *, progress: bool = True) -> Stack:
             scenes.append(describe_candidate(candidate))
         except SCENE_READ_ERRORS as err:
             source = source_text(candidate, None)
-            log.warning("Skipping unreadable scene %s: %s", source, err)
+            listed = not isinstance(settings.source, str)  # an explicit list of scenes
+            if listed and not is_remote(source) and not Path(source).exists():
+                log.warning(
+                    "stack.source lists %s, which does not exist: the composite goes on without "
+                    "it. Fix the path in stack.source if the scene belongs in the stack.",
+                    source,
+                )
+            else:
+                log.warning("Skipping unreadable scene %s: %s", source, err)
             skipped.append(SkippedScene(source, str(err)))
     filtered: Counter[str] = Counter()
     passed = []

@@ -4,11 +4,8 @@ spacecraft, orbit, processing baseline, cloud cover, and a fingerprint of its fi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +13,10 @@ import pystac
 
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.reader import open_scene
-from cloudseg.sentinel2.sources import SceneError, is_remote
+from cloudseg.sentinel2.sources import SceneError
 from cloudseg.sentinel2.stac import load_item
 from composite.stack.discovery import Candidate
+from composite.stack.fingerprint import asset_checksums, scene_fingerprint
 from composite.stack.scenes import WGS84, StackScene
 
 #: Relative orbit in product names: ``S2A_MSIL2A_20200219T112111_N0214_R037_T29RKH_...``.
@@ -48,7 +46,9 @@ def describe_candidate(candidate: Candidate) -> StackScene:
         return StackScene(
             scene_id=_scene_id(candidate, item),
             source=source,
-            fingerprint=_fingerprint(source, [layer.path for layer in scene.layers.values()]),
+            fingerprint=scene_fingerprint(
+                {name: layer.path for name, layer in scene.layers.items()}, asset_checksums(item)
+            ),
             datetime=sensing_time,
             solar_date=solar_date(sensing_time, center_longitude(grid)),
             offset=scene.offset,
@@ -93,17 +93,6 @@ def _scene_id(candidate: Candidate, item: pystac.Item | None) -> str:
         path = Path(str(candidate).rstrip("/"))
         name = path.name if Path(str(candidate)).is_dir() else path.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "scene"
-
-
-def _fingerprint(source: str, paths: Sequence[str]) -> str:
-    """sha256 of the source and its files' paths, sizes and modification times."""
-    digest = hashlib.sha256(source.encode())
-    for path in sorted(set(paths)):
-        digest.update(path.encode())
-        if not is_remote(path) and os.path.exists(path):
-            stat = os.stat(path)
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
 
 
 def _spacecraft(value: Any) -> str | None:

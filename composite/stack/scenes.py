@@ -26,7 +26,8 @@ class StackScene:
     Attributes:
         scene_id: unique within the stack, safe as a file name.
         source: what was opened (path, URL, or the STAC item's href or id), for messages.
-        fingerprint: changes when the scene's files change (keys the mask cache).
+        fingerprint: changes when the content of its files changes (keys the mask cache and
+            the run key; :mod:`composite.stack.fingerprint`).
         datetime: sensing time, UTC.
         solar_date: local solar date at the scene centre (one solar day = one overpass).
         offset: DN offset of its processing baseline (reflectance = (DN + offset) / 10000).

@@ -16,6 +16,7 @@ checkpoint trained on bands the scenes lack.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pystac_client
@@ -30,6 +31,7 @@ from cloudseg.sentinel2.grid import Grid
 from composite.cluster import LocalExecutor
 from composite.driver import CompositeSettings
 from composite.masking import MaskSettings, prepare_masks
+from composite.output_grid import output_grid
 from composite.pipeline import composite_stack
 from composite.stack import StackSettings, build_stack
 
@@ -114,3 +116,100 @@ def test_a_checkpoint_whose_bands_the_scenes_lack_is_refused_naming_both(tiny_st
     lacking = [band for band in L1C_BANDS if band not in ("B02", "B03", "B04", "B08")]
     assert f"lacks {lacking}" in message
     assert not (tmp_path / "masks").exists()  # refused before any mask is made
+
+
+def test_a_scene_in_another_utm_zone_that_grows_the_grid_is_warned_of(
+    tmp_path, scene_writer, grid_of, caplog
+):
+    """Issue 19.8: without bounds, the union with a reprojected other-zone scene adds a nodata
+    margin; the run says so and names the key that crops it."""
+    grid = grid_of(40, 40)
+    for t, scene_grid in enumerate((grid, neighbour_zone_grid(grid, pad_m=100.0))):
+        when = dt.datetime(2021, 6, 1 + 5 * t, 10, 30, tzinfo=dt.UTC)
+        reflectance = np.full((4, *scene_grid.shape), 0.1, dtype=np.float32)
+        scene_writer(tmp_path / "scenes" / f"{when.date()}.tif", reflectance, scene_grid, when)
+    stack = build_stack(StackSettings(source=str(tmp_path / "scenes")), progress=False)
+    bands = ("B02", "B03", "B04", "B08")
+    output_grid(stack, CompositeSettings(crs="EPSG:32631"), bands)
+    assert "1 scene(s) in another CRS (EPSG 32632, e.g. " in caplog.text
+    assert "are reprojected to EPSG:32631 and grow the output grid by " in caplog.text
+    assert "Set composite.bounds (or stack.bbox)" in caplog.text
+    caplog.clear()
+    output_grid(stack, CompositeSettings(crs="EPSG:32631", bounds=grid.bounds), bands)
+    assert "another CRS" not in caplog.text
+
+
+def test_a_missing_file_in_an_explicit_scene_list_is_warned_of(tiny_stack, caplog):
+    """Issue 19.8: the run goes on (exit 0) without it, but says the listed file is missing."""
+    missing = tiny_stack.folder / "2099-01-01.tif"
+    listed = [str(tiny_stack.paths[0]), str(missing), str(tiny_stack.paths[1])]
+    stack = build_stack(StackSettings(source=listed), progress=False)
+    assert len(stack.scenes) == 2 and [s.source for s in stack.skipped] == [str(missing)]
+    assert (
+        f"stack.source lists {missing}, which does not exist: the composite goes on without it. "
+        "Fix the path in stack.source if the scene belongs in the stack." in caplog.text
+    )
+
+
+def test_composite_inputs_and_outputs_are_checked_before_any_scene_is_read(
+    tiny_stack, tmp_path, monkeypatch
+):
+    """Issue 19.4/19.7: each bad value is named with its key before the stack is assembled."""
+    from test_composite_cli import compose_composite
+
+    import composite.run
+    from composite.run import run_composite, settings_from_config
+
+    monkeypatch.setattr(composite.run, "build_stack", None)  # nothing may be read first
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    base = [f"stack.source={tiny_stack.folder}", "masks.source=scl"]
+    cases = {
+        f"out_dir={a_file}": f"out_dir={a_file} is a file, not a folder. Pass a folder path",
+        f"out_dir={a_file / 'out'}": f"lies inside the file {a_file}, not a folder",
+        f"evaluation.reference={a_file}": (
+            f"evaluation.reference={a_file} is not a readable raster ("
+        ),
+        f"evaluation.compare_with={a_file}": f"evaluation.compare_with={a_file} is not a readable",
+        f"ckpt={tiny_stack.paths[0]}": (
+            f"ckpt={tiny_stack.paths[0]} is not a readable PyTorch checkpoint: it looks like a "
+            "TIFF raster"
+        ),
+    }
+    for override, message in cases.items():
+        extra = ["masks.source=model"] if override.startswith("ckpt=") else []
+        with pytest.raises((ValueError, OSError)) as error:
+            run_composite(compose_composite([*base, *extra, override], tmp_path))
+        assert message in str(error.value), override
+    with pytest.raises(ValueError) as error:
+        settings_from_config(compose_composite([*base, "composite.bands=[B04,B99]"], tmp_path))
+    assert str(error.value).startswith(
+        "composite.bands=['B04', 'B99']: Unknown Sentinel-2 band 'B99'. Valid names: B01"
+    )
+    with pytest.raises(ValueError) as error:
+        settings_from_config(compose_composite(["masks.source=none"], tmp_path))
+    assert str(error.value).startswith("stack.source is required: pass stack.source=<a folder")
+
+
+def test_a_stack_without_a_usable_pixel_ends_with_run_json_saying_so(
+    tmp_path, scene_writer, grid_of
+):
+    """Issue 19.4: not "No pixels to summarise" after the rasters, but a finished run whose
+    record says why there are no metrics."""
+    from test_composite_cli import compose_composite
+
+    from composite.run import run_composite
+
+    grid = grid_of(32, 32)
+    when = dt.datetime(2021, 6, 1, 10, 30, tzinfo=dt.UTC)
+    nodata = np.full((4, *grid.shape), np.nan, dtype=np.float32)
+    scene_writer(tmp_path / "scenes" / "only.tif", nodata, grid, when, scl=np.zeros(grid.shape))
+    overrides = [f"stack.source={tmp_path / 'scenes'}", "masks.source=scl", "progress=false"]
+    result = run_composite(compose_composite(overrides, tmp_path))
+    record = json.loads(result.outputs.run_json.read_text())
+    assert record["pixels"]["no_valid"] == record["pixels"]["total"] == 32 * 32
+    evidence = record["reports"]["evidence"]
+    assert evidence["metrics"]["composite"] == {}
+    assert evidence["not_computed"]["composite"] == {
+        "all": "no usable pixel: no scene of the stack has data on the grid"
+    }

@@ -57,12 +57,40 @@ def test_scl_masks_are_made_once_then_reused_from_the_cache(tiny_stack, tmp_path
     assert (again.computed, again.reused) == (0, 10)
     assert {sid: os.stat(p).st_mtime_ns for sid, p in again.paths.items()} == mtimes
 
-    # a rewritten scene has a new fingerprint: only its mask is made again
+    # the same bytes written again (a new modification time) keep their mask
     tiny_stack.paths[5].write_bytes(tiny_stack.paths[5].read_bytes())
     os.utime(tiny_stack.paths[5], ns=(1, 1))
-    changed = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
-    third, _ = prepare_masks(changed, scl_settings(tmp_path), LocalExecutor(), progress=False)
-    assert (third.computed, third.reused) == (1, 9)
+    rewritten = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    third, _ = prepare_masks(rewritten, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (third.computed, third.reused) == (0, 10)
+
+
+def test_a_scene_replaced_by_other_content_of_the_same_size_and_time_gets_new_masks(
+    tiny_stack, scene_writer, tmp_path
+):
+    """Issue 19.3: the cache keys on content, not path, size and mtime."""
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    first, _ = prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    target = tiny_stack.paths[5]
+    stat = target.stat()
+    cloudless = np.broadcast_to(tiny_stack.surface, tiny_stack.surface.shape).copy()
+    other = scene_writer(
+        tmp_path / "other.tif", cloudless, tiny_stack.grid, tiny_stack.dates[5],
+        scl=np.full(tiny_stack.grid.shape, 4, np.uint8),
+    )  # fmt: skip
+    content = other.read_bytes()
+    assert len(content) <= stat.st_size  # pad to the old size: readers ignore trailing bytes
+    target.write_bytes(content + bytes(stat.st_size - len(content)))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    replaced = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    again, _ = prepare_masks(replaced, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (again.computed, again.reused) == (1, 9)
+    scene_id = stack.scenes[5].scene_id
+    assert again.paths[scene_id] != first.paths[scene_id]
+    with rasterio.open(again.paths[scene_id]) as dataset:
+        assert (dataset.read(1) == CLEAR).all()  # the new content's SCL: all clear
 
 
 def model_settings(tmp_path, checkpoint, **rule) -> MaskSettings:
