@@ -68,7 +68,15 @@ def exclusive_folder(folder: str | os.PathLike, what: str, wait_s: float = 0.0) 
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK_NAME, timeout=wait_s, on_acquired=_write_owner)
     try:
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if wait_s == 0:
+                raise
+            log.warning(
+                "%s is in use by another run (%s); waiting for it.", what, lock_owner(folder)
+            )
+            lock.acquire()
     except Timeout:
         waited = f" after waiting {wait_s:g} s" if wait_s > 0 else ""
         raise FolderBusyError(

@@ -195,7 +195,7 @@ def _scene(scene: StackScene) -> Scene:
     """The scene, kept per thread: its description is parsed once per worker thread, its files
     are opened for each read and closed after it (see :func:`read_window_stack`)."""
     cache = _open_scenes.__dict__.setdefault("scenes", {})
-    key = (scene.scene_id, scene.fingerprint)
+    key = (scene.source, scene.scene_id, scene.fingerprint)  # same content may lie elsewhere
     if key not in cache:
         if len(cache) >= MAX_CACHED_SCENES:
             cache.clear()

@@ -11,8 +11,9 @@ grid, cached as ``<cache_dir>/<producer cache key>/<scene id>-<fingerprint>.tif`
 names what made the mask (:meth:`~cloudseg.inference.producers.MaskProducer.cache_key`: for the
 model ``<checkpoint sha256[:16]>-<inference digest>``, the digest covering every option that
 changes the classes, the rule's thresholds included); the scene fingerprint changes when the
-scene's files change. A cached mask is reused as it is; masks are written atomically, so a killed
-run leaves no half mask behind.
+content of the scene's files changes (:mod:`composite.stack.fingerprint`). A cached mask is reused
+as it is; masks are written atomically, one run at a time per cache key (a second waits, then
+reuses them), and what a killed run left half-made is removed by the next.
 
 :func:`exclusion_window` turns a mask into the composite's exclusion for one window of the output
 grid: the excluded classes (default thick cloud, thin cloud, cloud shadow), grown by
@@ -36,6 +37,7 @@ from scipy.ndimage import binary_dilation
 from cloudseg.inference.producers import MaskProducer, build_producer, lacking_bands
 from cloudseg.inference.spec import CLASS_NODATA, InferenceSpec, MaskRule
 from cloudseg.labels import CLASS_NAMES, DEFAULT_EXCLUDED, class_codes
+from cloudseg.run_folder import exclusive_folder, remove_leftovers
 from cloudseg.sentinel2.errors import SCENE_READ_ERRORS
 from cloudseg.sentinel2.grid import Grid, reproject_nearest
 from cloudseg.sentinel2.reader import aligned_window, read_padded
@@ -188,27 +190,33 @@ def prepare_masks(
     key = producer.cache_key()
     cache_dir = Path(settings.cache_dir)
     paths = {scene.scene_id: mask_path(cache_dir, key, scene) for scene in stack.scenes}
-    todo = [
-        MaskTask(scene, str(paths[scene.scene_id]))
-        for scene in stack.scenes
-        if not paths[scene.scene_id].is_file()
-    ]
-    reused = len(stack) - len(todo)
-    log.info(
-        "Masks (%s) in %s: %d cached, %d to make.",
-        settings.source,
-        cache_dir / key,
-        reused,
-        len(todo),
-    )
-    failed: dict[str, str] = {}
-    # One progress line for the stage (scenes done); no per-scene window/upsample bars under it.
-    for outcome in executor.map(
-        make_mask, producer, todo, desc=f"masks ({settings.source})", progress=progress
-    ):
-        if outcome.error is not None:
-            log.warning("Skipping scene %s: its mask failed: %s", outcome.scene_id, outcome.error)
-            failed[outcome.scene_id] = outcome.error
+    # One run makes this key's masks at a time (another waits, then reuses them); what a killed
+    # run left half-made is removed first.
+    with exclusive_folder(cache_dir / key, f"mask cache {cache_dir / key}", wait_s=-1):
+        remove_leftovers(cache_dir / key)
+        todo = [
+            MaskTask(scene, str(paths[scene.scene_id]))
+            for scene in stack.scenes
+            if not paths[scene.scene_id].is_file()
+        ]
+        reused = len(stack) - len(todo)
+        log.info(
+            "Masks (%s) in %s: %d cached, %d to make.",
+            settings.source,
+            cache_dir / key,
+            reused,
+            len(todo),
+        )
+        failed: dict[str, str] = {}
+        # One progress line for the stage (scenes done); no per-scene window/upsample bars under it.
+        for outcome in executor.map(
+            make_mask, producer, todo, desc=f"masks ({settings.source})", progress=progress
+        ):
+            if outcome.error is not None:
+                log.warning(
+                    "Skipping scene %s: its mask failed: %s", outcome.scene_id, outcome.error
+                )
+                failed[outcome.scene_id] = outcome.error
     if failed:
         stack = stack.without(failed, "unreadable while making its mask")
         if not stack.scenes:

@@ -202,14 +202,14 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path
     work = killed_root / "outputs" / "cache" / "composite_windows"
     deadline = time.monotonic() + 240
     try:
-        while len(list(work.glob("*/windows/*.npz"))) < 100:
+        while len(list(work.glob("*/*/windows/*.npz"))) < 100:
             assert process.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no windows were written in time"
             time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    finished_at_kill = len(list(work.glob("*/windows/*.npz")))
+    finished_at_kill = len(list(work.glob("*/*/windows/*.npz")))
     assert finished_at_kill < 35 * 35
     assert not (killed_root / "out" / "composite.tif").exists()
 

@@ -424,7 +424,8 @@ def test_evaluation_none_composites_the_stack_once(sim_stack, tmp_path, monkeypa
     out = result.outputs.out_dir
     assert len(calls) == 1
     assert "reports" not in json.loads(result.outputs.run_json.read_text())
-    assert sorted(path.name for path in out.iterdir()) == ["composite.tif", "count.tif", "run.json"]
+    published = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
+    assert published == ["composite.tif", "count.tif", "run.json"]  # (.cloudfree.lock: the lock)
 
     # by default the evidence composites again: the s2cloudless baseline and the truth surfaces
     run_composite(compose_composite(overrides, tmp_path / "on"))

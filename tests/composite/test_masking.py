@@ -244,3 +244,21 @@ def test_model_masks_print_one_progress_line_for_the_stage(make_stack, tmp_path,
     printed = capsys.readouterr().err
     assert "masks (model)" in printed and "3/3" in printed
     assert "window" not in printed and "upsample" not in printed, printed
+
+
+def test_temporary_folders_of_a_killed_run_are_removed_from_the_mask_cache(
+    tiny_stack, tmp_path, caplog
+):
+    """Issue 19.5: what a killed run left half-made in the cache is removed by the next run
+    (which holds the cache key's folder while it makes masks), and cached masks stay."""
+    stack = build_stack(StackSettings(source=str(tiny_stack.folder)), progress=False)
+    prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    key_dir = tmp_path / "cache" / "scl"
+    leftovers = [key_dir / ".2021-11-01-0123456789ab.k1ll3d_x", key_dir / "x.partial.tif"]
+    leftovers[0].mkdir()
+    (leftovers[0] / "classes.tif").write_bytes(b"half")
+    leftovers[1].write_bytes(b"half")
+    again, _ = prepare_masks(stack, scl_settings(tmp_path), LocalExecutor(), progress=False)
+    assert (again.computed, again.reused) == (0, 10)
+    assert not any(path.exists() for path in leftovers)
+    assert "Removed 2 temporary file(s)/folder(s) that killed runs left in" in caplog.text
