@@ -79,3 +79,24 @@ def ocm_tiny_weights(tmp_path) -> Path:
     path = tmp_path / "ocm_tiny.pt"
     torch.jit.save(torch.jit.script(RedIsCloud()), str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def kill_when():
+    """``kill_when(process, ready, what)``: SIGKILL a running subprocess as soon as ``ready()``
+    holds; fails if the process ends first or ``what`` (the awaited event) takes over 240 s."""
+    import signal
+    import time
+
+    def kill(process, ready, what: str, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ready():
+                assert process.poll() is None, f"the run ended before {what}"
+                assert time.monotonic() < deadline, f"{what}: not in {timeout_s:g} s"
+                time.sleep(0.02)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+    return kill

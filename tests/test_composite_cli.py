@@ -5,10 +5,8 @@ tiny checkpoint written here through the real task/checkpoint code (masks cached
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -192,7 +190,7 @@ def composite_command(item: Path, root: Path, name: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path):
+def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path, kill_when):
     item = realdata / REAL_ITEM
     killed_root, reference_root = tmp_path / "killed", tmp_path / "reference"
     process = subprocess.Popen(
@@ -200,15 +198,9 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     work = killed_root / "outputs" / "cache" / "composite_windows"
-    deadline = time.monotonic() + 240
-    try:
-        while len(list(work.glob("*/*/windows/*.npz"))) < 100:
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no windows were written in time"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_when(
+        process, lambda: len(list(work.glob("*/*/windows/*.npz"))) >= 100, "100 windows were written"
+    )
     finished_at_kill = len(list(work.glob("*/*/windows/*.npz")))
     assert finished_at_kill < 35 * 35
     assert not (killed_root / "out" / "composite.tif").exists()

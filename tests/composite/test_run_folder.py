@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -169,7 +167,7 @@ def test_a_publication_interrupted_between_moves_is_finished_by_the_next_run(tmp
     assert not (out / "gone.tif").exists() and not (out / STAGING).exists()
 
 
-def test_a_killed_rerun_leaves_the_previous_run_byte_identical(tiny_stack, tmp_path):
+def test_a_killed_rerun_leaves_the_previous_run_byte_identical(tiny_stack, tmp_path, kill_when):
     """The real thing: `python composite.py composite.q=50` SIGKILLed once its rasters are
     staged, in a folder holding a complete q=25 run."""
     out = tmp_path / "out"
@@ -184,15 +182,7 @@ def test_a_killed_rerun_leaves_the_previous_run_byte_identical(tiny_stack, tmp_p
         command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    try:
-        while not (out / STAGING / "composite.tif").is_file():
-            assert process.poll() is None, "the rerun ended before it could be killed"
-            assert time.monotonic() < deadline, "the rerun staged no composite in time"
-            time.sleep(0.02)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_when(process, (out / STAGING / "composite.tif").is_file, "its rasters were staged")
     assert folder_bytes(out) == before
     assert assert_one_complete_run(out)["composite"]["q"] == 25
     # the next run removes the killed run's staging folder, and publishes
