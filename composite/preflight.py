@@ -16,7 +16,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from cloudseg.checkpoint import read_checkpoint_metadata
-from composite.evidence import EvidenceSettings
+from composite.evidence.settings import EvidenceSettings
 from composite.masking import MaskSettings
 
 
