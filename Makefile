@@ -132,9 +132,9 @@ demo-clean:
 	rm -rf $(DEMO_OUT) $(wordlist 2,9,$(DEMO_SEED_RUNS)) $(DEMO_DATA)/labeled $(DEMO_DATA)/tiles
 
 # -- make demo-data: the default training data ------------------------------------------------------
-# Simulated scenes with surfaces from a spectral library of real clear-sky pixels, over 10-60 m,
-# plus simulated clouds on real clear backgrounds; from REALDATA (a folder of real Sentinel-2
-# scenes; without it, simulated only). Idempotent: finished steps are skipped (data/README.md).
+# The simulated labeled set plus simulated clouds on real clear backgrounds from REALDATA (a folder
+# of real Sentinel-2 scenes; without it, simulated only): the best mix of
+# experiments/real_training/ablation.md. Idempotent: finished steps are skipped (data/README.md).
 REALDATA  ?= ../shared/realdata
 DEMO_MIX  ?= data/demo
 demo-data: | $(STAMP)

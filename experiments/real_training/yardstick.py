@@ -77,7 +77,8 @@ class Pool:
             detection.name, np.where(item.soil_water, detection.classes, IGNORE_INDEX),
             detection.emits,
         )  # fmt: skip
-        self.soil_water.add(false_alarms(only_sw, item.clear_reference))
+        clear_reference = consensus(item.references, "cloud_or_shadow", exclude=detection.name)
+        self.soil_water.add(false_alarms(only_sw, clear_reference))
         self.scenes.append(item.scene.name)
 
     def result(self) -> dict:
@@ -100,10 +101,6 @@ class YardstickScene:
         classes = reference_map(self.references)
         classes[classes == DISPUTED] = IGNORE_INDEX
         return classes
-
-    @property
-    def clear_reference(self):
-        return consensus(self.references, "cloud_or_shadow")
 
 
 def prepare(scenes: list[LoadedScene], cache: Path | None = None) -> list[YardstickScene]:
