@@ -100,3 +100,11 @@ def kill_when():
             process.wait()
 
     return kill
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Four tiny 13-band scenes on four sites: two train, one val, one test."""
+    from helpers.training import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_labeled"))

@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
-from test_train import TINY_SHRINK, tiny_dataset  # noqa: F401  (tiny_dataset is a fixture)
 
 from cloudseg.data.dataset import RandomChipDataset
+from helpers.training import TINY_SHRINK
 
 WARMUP, STEPS, BATCH = 1, 3, 2
 SMOKE_OVERRIDES = [*TINY_SHRINK, f"data.train_chips_per_epoch={(WARMUP + STEPS) * BATCH}"]
@@ -20,7 +20,7 @@ def bench(load_experiment):
     return load_experiment("bench_training")
 
 
-def test_measures_the_demo_steps_consistently(bench, tiny_dataset, tmp_path):  # noqa: F811
+def test_measures_the_demo_steps_consistently(bench, tiny_dataset, tmp_path):
     cfg = bench.compose_experiment("demo", tiny_dataset, tmp_path, SMOKE_OVERRIDES)
     assert cfg.data.batch_size == BATCH and cfg.model.segmenter.backbone == "vit_tiny"
     result = bench.measure_training(cfg, WARMUP, STEPS, "demo", SMOKE_OVERRIDES)
@@ -35,7 +35,7 @@ def test_measures_the_demo_steps_consistently(bench, tiny_dataset, tmp_path):  #
     assert len(result.load_average_before) == 3
 
 
-def test_a_slow_dataset_shows_up_as_data_wait(bench, tiny_dataset, tmp_path, monkeypatch):  # noqa: F811
+def test_a_slow_dataset_shows_up_as_data_wait(bench, tiny_dataset, tmp_path, monkeypatch):
     delay_s = 0.1
     get_chip = RandomChipDataset.__getitem__
 
@@ -50,7 +50,7 @@ def test_a_slow_dataset_shows_up_as_data_wait(bench, tiny_dataset, tmp_path, mon
     assert result.data_wait_fraction * result.wall_s >= delay_s * BATCH * STEPS
 
 
-def test_refuses_runs_it_cannot_time(bench, tiny_dataset, tmp_path):  # noqa: F811
+def test_refuses_runs_it_cannot_time(bench, tiny_dataset, tmp_path):
     cfg = bench.compose_experiment("demo", tiny_dataset, tmp_path, SMOKE_OVERRIDES)
     with pytest.raises(ValueError, match="must be >= 1"):
         bench.measure_training(cfg, 0, STEPS)

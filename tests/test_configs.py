@@ -7,27 +7,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from cloudseg.metrics import metric_names
 from cloudseg.sentinel2.bands import L1C_BANDS
+from helpers.configs import compose_resolved
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-def compose_resolved(overrides: list[str]) -> DictConfig:
-    """train.yaml with ``overrides``, every interpolation resolved (Hydra's runtime set)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 def test_the_four_experiments_exist():

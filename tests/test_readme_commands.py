@@ -36,15 +36,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch import Trainer
 from omegaconf import DictConfig, OmegaConf, open_dict
-from test_composite_cli import REAL_ITEM, compose_composite, tiny_checkpoint
-from test_configs import compose_resolved
-from test_train import (  # noqa: F401  (tiny_dataset: a fixture)
-    TINY_SHRINK,
-    compose_train,
-    read_wandb_records,
-    tiny_dataset,
-    wandb_history,
-)
 
 from cloudseg.data.importers.cli import main as import_main
 from cloudseg.data.manifest import read_manifest
@@ -55,6 +46,9 @@ from cloudseg.inference.cli import evaluate_main, predict_main
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.training import train
 from composite.run import run_composite, settings_from_config
+from helpers.composite import REAL_ITEM, compose_composite, tiny_checkpoint
+from helpers.configs import compose_resolved
+from helpers.training import TINY_SHRINK, compose_train, read_wandb_records, wandb_history
 
 REPO = Path(__file__).resolve().parents[1]
 READMES = (REPO / "README.md", REPO / "conf" / "README.md")
@@ -485,7 +479,7 @@ def test_predict_masks_of_an_l1c_safe_at_20m(checkpoint, l1c_safe, tmp_path):
         assert probabilities.count == 4
 
 
-def test_evaluate_masks_with_the_four_producers(checkpoint, tiny_dataset, tmp_path):  # noqa: F811
+def test_evaluate_masks_with_the_four_producers(checkpoint, tiny_dataset, tmp_path):
     out = tmp_path / "mask_evaluation"
     argv = ["--data", str(tiny_dataset), "--checkpoint", str(checkpoint)]
     argv += ["--producers", "model", "s2cloudless", "scl", "threshold", "--out", str(out)]
@@ -534,7 +528,7 @@ TWO_EPOCHS = ["experiment=demo", "debug=limit", *TINY_SHRINK]
 
 
 @pytest.fixture(scope="module")
-def two_epoch_run(tiny_dataset, tmp_path_factory) -> dict:  # noqa: F811
+def two_epoch_run(tiny_dataset, tmp_path_factory) -> dict:
     """metrics.json of a 2-epoch run on the tiny set, logged to an offline W&B run."""
     folder = tmp_path_factory.mktemp("two_epochs")
     train(compose_train([*TWO_EPOCHS, f"data.root={tiny_dataset}"], folder))
@@ -543,7 +537,7 @@ def two_epoch_run(tiny_dataset, tmp_path_factory) -> dict:  # noqa: F811
 
 def test_resume_a_run_from_its_last_checkpoint_and_wandb_id(
     two_epoch_run,
-    tiny_dataset,  # noqa: F811
+    tiny_dataset,
     tmp_path,
 ):
     """`ckpt_path=<last.ckpt> logger.wandb.id=<run id>` with a third epoch: training goes on

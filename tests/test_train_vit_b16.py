@@ -9,10 +9,10 @@ import pytest
 import timm
 import torch
 from hydra.errors import InstantiationException
-from test_train import TINY_SHRINK, compose_train, tiny_dataset  # noqa: F401  (fixture)
 
 from cloudseg.models import PretrainedWeightsUnavailableError, build_segmenter
 from cloudseg.training import train
+from helpers.training import TINY_SHRINK, compose_train
 
 #: TINY_SHRINK without its `pretrained=none`: these tests are about the pretrained weights.
 SHRINK_KEEPING_WEIGHTS = [o for o in TINY_SHRINK if not o.startswith("model.segmenter.pretrained")]
@@ -21,7 +21,7 @@ VIT_B16_TIMM_NAME = "vit_base_patch16_224"
 
 def test_vit_b16_without_weights_stops_naming_the_option_and_the_file(
     offline,
-    tiny_dataset,  # noqa: F811
+    tiny_dataset,
 ):
     cfg = compose_train(
         ["experiment=vit_b16", "debug=fdr", f"data.root={tiny_dataset}", *SHRINK_KEEPING_WEIGHTS],
@@ -41,7 +41,7 @@ def test_vit_b16_without_weights_stops_naming_the_option_and_the_file(
 
 def test_vit_b16_trains_from_a_local_imagenet_style_file(
     offline,
-    tiny_dataset,  # noqa: F811
+    tiny_dataset,
     monkeypatch,
 ):
     torch.manual_seed(0)

@@ -24,7 +24,6 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
-from test_composite_cli import tiny_checkpoint
 
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid
@@ -34,6 +33,7 @@ from composite.masking import MaskSettings, prepare_masks
 from composite.output_grid import output_grid
 from composite.pipeline import composite_stack
 from composite.stack import StackSettings, build_stack
+from helpers.composite import tiny_checkpoint
 
 SCL_CLEAR = 4
 #: Reflectance of each scene in the two-zone stack (the last one is in the neighbouring zone).
@@ -155,10 +155,9 @@ def test_composite_inputs_and_outputs_are_checked_before_any_scene_is_read(
     tiny_stack, tmp_path, monkeypatch
 ):
     """Issue 19.4/19.7: each bad value is named with its key before the stack is assembled."""
-    from test_composite_cli import compose_composite
-
     import composite.run
     from composite.run import run_composite, settings_from_config
+    from helpers.composite import compose_composite
 
     monkeypatch.setattr(composite.run, "build_stack", None)  # nothing may be read first
     a_file = tmp_path / "a_file"
@@ -196,9 +195,8 @@ def test_a_stack_without_a_usable_pixel_ends_with_run_json_saying_so(
 ):
     """Issue 19.4: not "No pixels to summarise" after the rasters, but a finished run whose
     record says why there are no metrics."""
-    from test_composite_cli import compose_composite
-
     from composite.run import run_composite
+    from helpers.composite import compose_composite
 
     grid = grid_of(32, 32)
     when = dt.datetime(2021, 6, 1, 10, 30, tzinfo=dt.UTC)

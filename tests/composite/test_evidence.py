@@ -20,8 +20,6 @@ import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
-from test_composite_cli import compose_composite, tiny_checkpoint
-from test_train import read_wandb_records, wandb_history
 
 from cloudseg.data.simulate.products import write_overlapping_tiles, write_stack
 from cloudseg.inference.producers import build_producer
@@ -36,6 +34,8 @@ from composite.pipeline import CompositeResult
 from composite.quicklook import NO_OBSERVATION_RGB, count_rgba
 from composite.run import run_composite
 from composite.stack import StackSettings, build_stack
+from helpers.composite import compose_composite, tiny_checkpoint
+from helpers.training import read_wandb_records, wandb_history
 
 MODEL_BANDS = ["B02", "B03", "B04", "B08", "B11"]  # the tiny checkpoint's bands
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.windows import Window
-from test_composite_cli import compose_composite, tiny_checkpoint
 
 from cloudseg.inference.predict import decode_probabilities
 from cloudseg.inference.spec import InferenceSpec, MaskRule
@@ -29,6 +28,7 @@ from composite.masking import (
 )
 from composite.run import settings_from_config
 from composite.stack import StackSettings, build_stack
+from helpers.composite import compose_composite, tiny_checkpoint
 
 
 def scl_settings(tmp_path, **kwargs) -> MaskSettings:

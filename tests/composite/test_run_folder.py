@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from test_composite_cli import compose_composite
 
 from cloudseg.run_folder import FolderBusyError
 from composite import publication
 from composite.publication import STAGING, RunFolder
 from composite.run import run_composite
+from helpers.composite import compose_composite
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from cloudmask_factory import BANDS, CLEAR_DN_BASE, build_dataset, scene_grid
 
 from cloudseg.data import normalization as normalization_module
 from cloudseg.data.datamodule import CloudMaskDataModule
@@ -17,6 +16,7 @@ from cloudseg.data.normalization import normalize
 from cloudseg.labels import IGNORE_INDEX, NUM_CLASSES
 from cloudseg.sentinel2.cog import write_cog
 from cloudseg.sentinel2.sources import SceneError
+from helpers.cloudmask_factory import BANDS, CLEAR_DN_BASE, build_dataset, scene_grid
 
 SITES = {"siteA": 2, "siteB": 2, "siteC": 1, "siteD": 1, "siteE": 2}
 

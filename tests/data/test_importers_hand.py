@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from cloudmask_factory import BANDS, scene_arrays, scene_grid
 from shapely.geometry import box
 
 from cloudseg.data.importers.cli import main
@@ -16,6 +15,7 @@ from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.cog import write_cog
 from cloudseg.sentinel2.grid import Grid
+from helpers.cloudmask_factory import BANDS, scene_arrays, scene_grid
 
 SIZE = 32
 GRID = scene_grid(0, SIZE)

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from cloudmask_factory import build_dataset
 
 from cloudseg.data.importers.cli import main
 from cloudseg.data.importers.curation import CurationList, apply_curation
@@ -26,6 +25,7 @@ from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS, L2A_BANDS
 from cloudseg.sentinel2.grid import Grid
+from helpers.cloudmask_factory import build_dataset
 
 L2A_ITEM = "l2a-29RKH-20200219/item.json"
 EOLEARN = "eolearn-5dates"

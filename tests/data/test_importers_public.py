@@ -5,12 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from public_layouts import (
-    catalogue_mask,
-    cloud_s2_mask,
-    write_cloud_mask_catalogue,
-    write_cloud_s2,
-)
 from torchgeo.datasets import DatasetNotFoundError
 
 from cloudseg.data.importers.cli import main
@@ -22,6 +16,12 @@ from cloudseg.data.importers.public import (
 from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS
+from helpers.public_layouts import (
+    catalogue_mask,
+    cloud_s2_mask,
+    write_cloud_mask_catalogue,
+    write_cloud_s2,
+)
 
 ROI1_A = "ROI_00001__20200422T141729_20200422T142243_T19GDN"
 ROI1_B = "ROI_00001__20200517T141731_20200517T142245_T19GDN"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cloudmask_factory import build_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloudseg.data.manifest import read_manifest
 from cloudseg.data.splits import assign_splits, main, split_table
+from helpers.cloudmask_factory import build_dataset
 
 
 def _frame(scenes_per_site: dict[str, int], rejected: tuple[str, ...] = ()) -> pd.DataFrame:

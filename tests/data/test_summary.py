@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import rasterio
-from cloudmask_factory import BANDS, build_dataset
 from PIL import Image
 
 from cloudseg.data.manifest import read_manifest
 from cloudseg.data.summary import class_table, main, summarize_dataset
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
+from helpers.cloudmask_factory import BANDS, build_dataset
 
 SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test"}
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from test_composite_cli import tiny_checkpoint
 
 from cloudseg.inference.evaluate import evaluate_masks, omission_commission
 from cloudseg.inference.producers import MaskProducer, build_producer
 from cloudseg.inference.spec import InferenceSpec
 from cloudseg.sentinel2.bands import L1C_BANDS
+from helpers.composite import tiny_checkpoint
 
 
 class Oracle(MaskProducer):
