@@ -108,3 +108,28 @@ def tiny_dataset(tmp_path_factory) -> Path:
     from helpers.training import write_tiny_dataset
 
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny_labeled"))
+
+
+L1C_SAFE = "S2A_MSIL1C_20150726T105026_N0204_R051_T31TDH_20150726T105026.SAFE"
+
+
+L1C_GRANULE = "L1C_T31TDH_A000734_20150726T105026"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny-ViT checkpoint (random weights) on B02, B03, B04, B08, B11, as training writes it."""
+    from helpers.composite import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.ckpt")
+
+
+@pytest.fixture
+def l1c_safe(realdata, tmp_path) -> Path:
+    """The real L1C clip as a SAFE: its JP2 band files linked into GRANULE/<id>/IMG_DATA."""
+    safe = tmp_path / L1C_SAFE
+    image_data = safe / "GRANULE" / L1C_GRANULE / "IMG_DATA"
+    image_data.mkdir(parents=True)
+    for band_file in (realdata / "l1c-T31TDH-20150726").glob("*.jp2"):
+        (image_data / band_file.name).symlink_to(band_file)
+    return safe

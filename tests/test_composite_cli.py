@@ -29,10 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
 
-
-
-
-
 def test_config_composes_into_checked_settings(tmp_path):
     cfg = compose_composite(
         ["stack.source=/data/scenes", "masks.source=scl", "composite.bands=[B02,B03]",
@@ -148,7 +144,9 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_output(realdata, tmp_path
     )  # fmt: skip
     work = killed_root / "outputs" / "cache" / "composite_windows"
     kill_when(
-        process, lambda: len(list(work.glob("*/*/windows/*.npz"))) >= 100, "100 windows were written"
+        process,
+        lambda: len(list(work.glob("*/*/windows/*.npz"))) >= 100,
+        "100 windows were written",
     )
     finished_at_kill = len(list(work.glob("*/*/windows/*.npz")))
     assert finished_at_kill < 35 * 35

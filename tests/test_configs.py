@@ -19,8 +19,6 @@ CONF_DIR = REPO / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-
-
 def test_the_four_experiments_exist():
     assert EXPERIMENTS == ["demo", "linear_probe", "vit_b16", "vit_s16_ssl4eo"]
 

@@ -27,13 +27,6 @@ CONF_DIR = REPO / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-
-
-
-
-
-
-
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_fast_dev_run(experiment, tiny_dataset, tmp_path):
     cfg = compose_train(
@@ -48,12 +41,6 @@ def test_every_experiment_runs_a_fast_dev_run(experiment, tiny_dataset, tmp_path
     assert 0.0 <= score <= 1.0
     assert {"test/loss", "test/miou", "test/iou_thick_cloud"} <= set(report["test"])
     assert np.array(report["test_confusion_matrix"]["counts"]).shape == (4, 4)
-
-
-
-
-
-
 
 
 def test_short_run_logs_metrics_and_overlays_to_offline_wandb(tiny_dataset, tmp_path, capsys):

@@ -1,0 +1,34 @@
+"""The benchmark scripts the README lists run on small inputs (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_scripts_run_small(tmp_path):
+    """The benchmark scripts end to end on small cases (the full runs take minutes)."""
+    commands = {
+        "bench_percentile.py": f"--quick --dates 6 --record {tmp_path / 'p.md'}",
+        "bench_inference.py": f"--size 216 --out {tmp_path / 'inference'} --workdir {tmp_path}",
+        "bench_composite.py": f"--quick --cache {tmp_path / 'stacks'} --out {tmp_path / 'c.md'}",
+        "bench_training.py": f"--experiments demo --warmup 1 --steps 2 --out {tmp_path / 't'}",
+    }
+    for script, arguments in commands.items():
+        completed = subprocess.run(
+            [sys.executable, f"experiments/{script}", *arguments.split()],
+            cwd=REPO, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "## Ratios" in (tmp_path / "p.md").read_text()
+    record = json.loads((tmp_path / "inference.json").read_text())
+    assert record["size"] == 216 and len(record["results"]) == 5
+    assert "s / scene-Mpx" in (tmp_path / "c.md").read_text()
+    assert json.loads((tmp_path / "t.json").read_text())
