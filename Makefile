@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test test-slow lint demo demo-steps demo-train demo-record demo-clean demo-data clean
+.PHONY: setup browser test test-slow lint demo demo-steps demo-train demo-real demo-record demo-clean demo-data clean
 
 setup: $(STAMP) browser
 
@@ -58,6 +58,9 @@ DEMO_TILES   := $(DEMO_DATA)/tiles/tiles.json
 DEMO_TRAIN   := $(DEMO_OUT)/train/metrics.json
 DEMO_A       := $(DEMO_OUT)/composite_a/run.json
 DEMO_B       := $(DEMO_OUT)/composite_b/run.json
+# The real cloudy scenes of $(REALDATA), masked by the demo's model beside ukis-csmask and
+# s2cloudless (scored against their consensus; skipped where $(REALDATA) is absent).
+DEMO_REAL    := $(DEMO_OUT)/real_scenes
 # The best checkpoint, as the training run recorded it (expanded when a composite step starts).
 DEMO_CKPT = $(shell $(PY) -c "import json; print(json.load(open('$(DEMO_TRAIN)'))['best_checkpoint'])")
 # Composite settings shared by both tiles: the model at 20 m (4x fewer pixels than 10 m), the
@@ -72,7 +75,7 @@ demo_runs = --train $(1)/train --composite $(1)/composite_a --neighbour $(1)/com
 # a fixed thread count (reductions split the same way everywhere), and torch's, oneDNN's, MKL's
 # (strict conditional numerical reproducibility) and numpy's kernels held at AVX2 whatever the CPU
 # offers: AVX-512/AMX kernels round differently and training drifts to another best epoch.
-DEMO_TARGETS := demo demo-steps demo-train demo-record $(DEMO_LABELED) $(DEMO_TILES) $(DEMO_TRAIN) $(DEMO_A) \
+DEMO_TARGETS := demo demo-steps demo-train demo-real demo-record $(DEMO_LABELED) $(DEMO_TILES) $(DEMO_TRAIN) $(DEMO_A) \
 	$(DEMO_B)
 $(DEMO_TARGETS): export OMP_NUM_THREADS := 2
 $(DEMO_TARGETS): export MKL_NUM_THREADS := 2
@@ -85,35 +88,46 @@ $(DEMO_TARGETS): export NPY_DISABLE_CPU_FEATURES := X86_V4 AVX512_ICL AVX512_SPR
 endif
 
 demo: $(STAMP) demo-steps
-	@echo "== 6/6 report: your numbers beside the committed record's ($(DEMO_RECORD))"
+	@echo "== 7/7 report: your numbers beside the committed record's ($(DEMO_RECORD))"
 	$(PY) experiments/demo_report.py $(call demo_runs,$(DEMO_OUT)) --committed $(DEMO_RECORD)
+	@if [ -f $(DEMO_REAL)/metrics.md ]; then \
+	  echo "Real scenes: $(DEMO_REAL)/metrics.md (tables) and $(DEMO_REAL)/overlays/ (RGB, consensus, model, ukis-csmask, s2cloudless)"; fi
 
-demo-steps: $(DEMO_A) $(DEMO_B)
+demo-steps: $(DEMO_A) $(DEMO_B) demo-real
+
+# Not a file target: it runs when $(DEMO_REAL) lacks its metrics (the command writes them last).
+demo-real: $(DEMO_TRAIN)
+	@if [ -f $(DEMO_REAL)/metrics.json ]; then exit 0; fi; \
+	if [ ! -d "$(REALDATA)" ]; then \
+	  echo "== 6/7 no real scenes: $(REALDATA) not found (REALDATA=<folder of scenes> to add yours)"; exit 0; fi; \
+	echo "== 6/7 mask the real scenes of $(REALDATA): the model beside ukis-csmask and s2cloudless"; \
+	$(VENV)/bin/cloudfree-evaluate-masks --scenes $(REALDATA) --model demo=$(DEMO_CKPT) \
+	  --producers ukis s2cloudless scl --out $(DEMO_REAL)
 
 demo-train: $(DEMO_TRAIN)
 
 $(DEMO_LABELED): | $(STAMP)
-	@echo "== 1/6 simulate the labeled training set"
+	@echo "== 1/7 simulate the labeled training set"
 	$(VENV)/bin/cloudfree-simulate labeled --out $(DEMO_DATA)/labeled --n-scenes 100 --size 512 \
 	  --no-progress
 
 $(DEMO_TRAIN): $(DEMO_LABELED)
-	@echo "== 2/6 train the tiny ViT, seed $(DEMO_SEED) (W&B offline without a key)"
+	@echo "== 2/7 train the tiny ViT, seed $(DEMO_SEED) (W&B offline without a key)"
 	$(PY) train.py experiment=demo data.root=$(DEMO_DATA)/labeled seed=$(DEMO_SEED) \
 	  hydra.run.dir=$(DEMO_OUT)/train
 
 $(DEMO_TILES): | $(STAMP)
-	@echo "== 3/6 simulate two overlapping 100-date tiles of $(DEMO_SITE)"
+	@echo "== 3/7 simulate two overlapping 100-date tiles of $(DEMO_SITE)"
 	$(VENV)/bin/cloudfree-simulate tiles --out $(DEMO_DATA)/tiles --site $(DEMO_SITE) --n-dates 100 \
 	  --size 256 --overlap 64 --no-progress
 
 $(DEMO_A): $(DEMO_TRAIN) $(DEMO_TILES)
-	@echo "== 4/6 composite tile_a with its baselines and truth metrics"
+	@echo "== 4/7 composite tile_a with its baselines and truth metrics"
 	$(PY) composite.py stack.source=$(DEMO_DATA)/tiles/tile_a $(DEMO_COMPOSITE_ARGS) \
 	  hydra.run.dir=$(DEMO_OUT)/composite_a
 
 $(DEMO_B): $(DEMO_A)
-	@echo "== 5/6 composite tile_b, seam error against tile_a"
+	@echo "== 5/7 composite tile_b, seam error against tile_a"
 	$(PY) composite.py stack.source=$(DEMO_DATA)/tiles/tile_b $(DEMO_COMPOSITE_ARGS) \
 	  evaluation.compare_with=$(DEMO_OUT)/composite_a/composite.tif \
 	  hydra.run.dir=$(DEMO_OUT)/composite_b
@@ -127,6 +141,8 @@ demo-record: $(STAMP) demo-steps
 	done
 	$(PY) experiments/demo_report.py $(call demo_runs,$(DEMO_OUT)) --seed-runs $(DEMO_SEED_RUNS) \
 	  --write-record $(DEMO_RECORD)
+	rm -rf $(DEMO_RECORD)/real_scenes
+	if [ -f $(DEMO_REAL)/metrics.md ]; then cp -r $(DEMO_REAL) $(DEMO_RECORD)/real_scenes; fi
 
 demo-clean:
 	rm -rf $(DEMO_OUT) $(wordlist 2,9,$(DEMO_SEED_RUNS)) $(DEMO_DATA)/labeled $(DEMO_DATA)/tiles

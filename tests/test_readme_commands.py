@@ -387,7 +387,9 @@ def test_make_demo_writes_only_outputs_and_data_and_demo_record_writes_the_recor
     data, out = tmp_path / "simulated", tmp_path / "demo"
     demo = make_dry_run("demo", f"DEMO_DATA={data}", f"DEMO_OUT={out}")
     written = re.findall(r"(?:--out |hydra\.run\.dir=|_dir=|--write-record )(\S+)", demo)
-    assert len(written) == 9 and all(Path(p).is_relative_to(tmp_path) for p in written), written
+    assert len(written) == 10 and all(Path(p).is_relative_to(tmp_path) for p in written), written
+    assert "--scenes ../shared/realdata --model demo=" in demo  # the real scenes, when there
+    assert f"--out {out}/real_scenes" in demo
     assert "--write-record" not in demo and "--committed experiments/demo" in demo
     record = make_dry_run("demo-record", f"DEMO_DATA={data}")
     runs = re.findall(r"train\.py .* seed=(\d+) +hydra\.run\.dir=(\S+)/train", record)
@@ -396,16 +398,5 @@ def test_make_demo_writes_only_outputs_and_data_and_demo_record_writes_the_recor
     report = record.split("experiments/demo_report.py")[-1]
     assert "--train outputs/demo/train" in report
     assert "--seed-runs outputs/demo outputs/demo-seed43 outputs/demo-seed44" in report
-    assert report.rstrip().endswith("--write-record experiments/demo")
-
-
-# -- labels in, masks on scenes ---------------------------------------------------------------------
-
-
-# -- train ------------------------------------------------------------------------------------------
-
-
-# -- composite a stack ------------------------------------------------------------------------------
-
-
-# -- benchmarks -------------------------------------------------------------------------------------
+    assert "--write-record experiments/demo\n" in report
+    assert "cp -r outputs/demo/real_scenes experiments/demo/real_scenes" in report
