@@ -26,7 +26,8 @@ from cloudseg.data.simulate.scale import block_mean, repeat_blocks
 from cloudseg.detectors.consensus import Detection, reference_map
 from cloudseg.detectors.ukis import UKIS_BANDS, band_names_for
 from cloudseg.detectors.ukis import classify as ukis_classify
-from cloudseg.labels import CLASS_NAMES, CLEAR, IGNORE_INDEX, THICK_CLOUD
+from cloudseg.inference.producers import producer_class
+from cloudseg.labels import CLEAR, IGNORE_INDEX, THICK_CLOUD
 from cloudseg.sentinel2.bands import S2CLOUDLESS_BANDS
 
 UKIS_GSD_M = 30.0
@@ -105,9 +106,9 @@ def run_detectors(scene: LoadedScene) -> dict[str, np.ndarray]:
     return {name: DETECTORS[name](scene) for name in applicable(scene)}
 
 
-#: The classes each detector can output (a detector votes only on what it can answer).
-EMITS = {"ukis": ("clear", "thick_cloud", "cloud_shadow"), "s2cloudless": ("clear", "thick_cloud"),
-         "scl": CLASS_NAMES}  # fmt: skip
+#: The classes each detector can output (a detector votes only on what it can answer), as its
+#: producer in the mask-producer registry declares them.
+EMITS = {name: tuple(producer_class(name).emits) for name in DETECTORS}
 
 
 def detections(masks: dict[str, np.ndarray]) -> list[Detection]:
