@@ -18,7 +18,8 @@ from cloudseg.data.realdata.backgrounds import (
 )
 from cloudseg.data.realdata.build_library import build_library, classify_land
 from cloudseg.data.realdata.curated import consensus_labels, write_curated_set
-from cloudseg.data.realdata.scenes import find_real_scenes
+from cloudseg.data.realdata.detectors import run_detectors
+from cloudseg.data.realdata.scenes import LoadedScene, ProducerScene, find_real_scenes
 from cloudseg.data.simulate import simulate_scene
 from cloudseg.data.simulate.atmosphere import Atmosphere, CloudLayer
 from cloudseg.data.simulate.library import LAND_TYPES, SpectralLibrary
@@ -27,7 +28,8 @@ from cloudseg.data.simulate.scale import block_mean, block_mode, coarser_grid
 from cloudseg.data.simulate.scene import World
 from cloudseg.data.simulate.surface import SPECTRA
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
-from cloudseg.sentinel2.grid import Grid
+from cloudseg.sentinel2.errors import SceneError
+from cloudseg.sentinel2.grid import Grid, processing_grid
 
 GRID = Grid("EPSG:32631", Affine(10, 0, 399960, 0, -10, 4800000), 12, 12)
 
@@ -51,6 +53,42 @@ def test_block_mean_mode_and_grid():
     assert block_mode(mask, 2).tolist() == [[1, 255], [3, 0]]
     coarse = coarser_grid(GRID, 3)
     assert coarse.shape == (4, 4) and coarse.resolution == 30 and coarse.bounds == GRID.bounds
+
+
+def test_producer_scene_reads_block_means_on_whole_multiple_grids():
+    values = np.arange(2 * 7 * 7, dtype=np.float32).reshape(2, 7, 7) / 1000
+    values[1, 0, 0] = np.nan  # nodata in one band: that block is NaN
+    grid = Grid("EPSG:32631", Affine(10, 0, 399960, 0, -10, 4800000), 7, 7)
+    loaded = LoadedScene("tiny", ("B02", "B03"), values, grid, 10.0, "l2a")
+    scene = ProducerScene(loaded)
+    assert scene.read_reflectance(["B02"]).tolist() == values[:1].tolist()
+    coarse = processing_grid(grid, 30.0)
+    assert coarse.shape == (3, 3)
+    read = scene.read_reflectance(["B02", "B03"], grid=coarse)
+    assert np.allclose(read[0, :2, :2], block_mean(values[0], 3))  # whole blocks: block means
+    assert np.isclose(read[0, 2, 2], values[0, 6, 6])  # past the edge: the pixels it covers
+    assert np.isclose(read[0, 0, 2], values[0, 0:3, 6].mean())
+    assert np.isnan(read[1, 0, 0]) and np.isfinite(read[1, 0, 1])
+    dn = scene.read(["B03"])[0]
+    assert dn[0, 0] == 0 and dn[0, 1] == round(values[1, 0, 1] * 10000)
+    with pytest.raises(SceneError, match="whole multiple"):
+        scene.read_reflectance(["B02"], grid=grid.with_resolution(25.0))
+    with pytest.raises(SceneError, match="no band"):
+        scene.read(["SCL"])
+
+
+def test_detectors_run_as_registry_producers_on_a_real_scene(realdata):
+    (scene,) = find_real_scenes(realdata / "l1c-T31TDH-20150726", verbose=False)
+    masks = run_detectors(scene)
+    assert sorted(masks) == ["s2cloudless", "ukis"]
+    for mask in masks.values():
+        assert mask.shape == scene.grid.shape and mask.dtype == np.uint8
+    # each works at whole blocks: ukis-csmask 3 x 3 (30 m), s2cloudless 6 x 6 (60 m) pixels
+    assert (
+        masks["ukis"].reshape(100, 3, 100, 3) == masks["ukis"][::3, ::3][:, None, :, None]
+    ).all()
+    s2 = masks["s2cloudless"]
+    assert (s2.reshape(50, 6, 50, 6) == s2[::6, ::6][:, None, :, None]).all()
 
 
 def test_library_draw_is_deterministic_real_and_randomised(tmp_path):

@@ -1,114 +1,78 @@
 """The real-trained detectors that run offline, on a whole :class:`LoadedScene` array.
 
-* ``ukis``: ukis-csmask through :func:`cloudseg.detectors.ukis.classify` (6-band model where B11
-  and B12 exist, else 4-band; B08 as NIR; its traps handled there), on the scene block-averaged
-  to about 30 m, the pixel size it was trained at.
-* ``s2cloudless``: its 10 L1C bands (TOA) at ~60 m, Sentinel Hub's default threshold, averaging
-  and dilation; cloud only (written ``thick_cloud``).
-* ``scl``: the L2A scene classification, mapped as the SCL importer maps it.
+They are the mask producers of the registry (:mod:`cloudseg.inference.producers`) that the
+real-scene evaluation takes as its reference (``ukis``, ``s2cloudless``, ``scl``), run on the
+loaded arrays through :class:`~cloudseg.data.realdata.scenes.ProducerScene`, with two settings
+for these scenes read whole:
+
+* each works at the whole multiple of the scene's pixel nearest its working resolution
+  (:data:`WORKING_RESOLUTION_M`: ukis-csmask about 30 m, the pixel size it was trained at;
+  s2cloudless about 60 m), on block means of the scene;
+* ukis-csmask uses the scene's own processing level (6-band model where B11 and B12 exist, else
+  4-band; B08 as NIR) and sees the whole scene at once; s2cloudless runs on L1C
+  (top-of-atmosphere) scenes only.
 
 Each returns uint8 class codes (:mod:`cloudseg.labels`) on the scene grid, 255 where it has no
-answer. :func:`clear_agreement` is where the detectors that ran agree it is clear (their
-consensus, :mod:`cloudseg.detectors.consensus`): the pixels the spectral library and the real
-backgrounds may treat as cloud-free.
+answer or the scene has no data. :func:`clear_agreement` is where the detectors that ran agree it
+is clear (their consensus, :mod:`cloudseg.detectors.consensus`): the pixels the spectral library
+and the real backgrounds may treat as cloud-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import ndimage
 
-from cloudseg.data.importers.scl import scl_to_mask
-from cloudseg.data.realdata.scenes import LoadedScene
-from cloudseg.data.simulate.scale import block_mean, repeat_blocks
+from cloudseg.data.realdata.scenes import LoadedScene, ProducerScene
 from cloudseg.detectors.consensus import Detection, reference_map
-from cloudseg.detectors.ukis import UKIS_BANDS, band_names_for
-from cloudseg.detectors.ukis import classify as ukis_classify
-from cloudseg.inference.producers import producer_class
-from cloudseg.labels import CLEAR, IGNORE_INDEX, THICK_CLOUD
-from cloudseg.sentinel2.bands import S2CLOUDLESS_BANDS
+from cloudseg.inference.producers import MaskProducer, build_producer, producer_class
+from cloudseg.inference.real_scenes import DEFAULT_DETECTORS
+from cloudseg.labels import CLEAR, IGNORE_INDEX
+from cloudseg.sentinel2.grid import pixel_size_m
 
-UKIS_GSD_M = 30.0
-S2CLOUDLESS_GSD_M = 60.0
+#: Detector -> the pixel size (m) it works at, as a whole multiple of the scene's nearest to it.
+WORKING_RESOLUTION_M = {"ukis": 30.0, "s2cloudless": 60.0}
 #: Clear pixels closer than this to a non-clear answer are not trusted as clear (cloud edges).
 CLEAR_MARGIN_M = 120.0
 
 
-def _factor(gsd_m: float, target_m: float) -> int:
-    return max(1, int(round(target_m / gsd_m)))
-
-
-def ukis(scene: LoadedScene) -> np.ndarray:
-    """ukis-csmask (:func:`cloudseg.detectors.ukis.classify`) at about 30 m."""
-    names = band_names_for(scene.bands)
-    if names is None:
-        raise ValueError(f"{scene.name}: ukis-csmask needs B02 B03 B04 B08; it has {scene.bands}.")
-    stack = np.stack([scene.band(UKIS_BANDS[name]) for name in names])
-    factor = _factor(scene.gsd_m, UKIS_GSD_M)
-    classes = ukis_classify(
-        np.moveaxis(block_mean(stack, factor), 0, -1), names, scene.product_level, threads=1
-    )
-    return _finish(repeat_blocks(classes, factor, scene.grid.shape), scene)
-
-
-def s2cloudless(scene: LoadedScene) -> np.ndarray:
-    from s2cloudless import S2PixelCloudDetector
-
-    if scene.product_level != "l1c" or not scene.has(S2CLOUDLESS_BANDS):
-        raise ValueError(
-            f"{scene.name}: s2cloudless needs the L1C bands {S2CLOUDLESS_BANDS}; "
-            f"it has {scene.bands}."
-        )
-    stack = np.stack([scene.band(band) for band in S2CLOUDLESS_BANDS])
-    factor = _factor(scene.gsd_m, S2CLOUDLESS_GSD_M)
-    coarse = np.nan_to_num(block_mean(stack, factor), nan=0.0)
-    detector = S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2)
-    cloud = detector.get_cloud_masks(np.moveaxis(coarse, 0, -1)[np.newaxis])[0]
-    classes = np.where(cloud > 0, THICK_CLOUD, CLEAR).astype(np.uint8)
-    return _finish(repeat_blocks(classes, factor, scene.grid.shape), scene)
-
-
-def scl(scene: LoadedScene) -> np.ndarray:
-    if scene.scl is None:
-        raise ValueError(f"{scene.name}: no SCL layer (L2A only).")
-    return _finish(scl_to_mask(scene.scl, f"SCL of {scene.name}"), scene)
-
-
-def _finish(classes: np.ndarray, scene: LoadedScene) -> np.ndarray:
-    classes = classes.copy()
-    classes[~scene.valid] = IGNORE_INDEX
-    return classes
-
-
-DETECTORS: dict[str, Callable[[LoadedScene], np.ndarray]] = {
-    "ukis": ukis,
-    "s2cloudless": s2cloudless,
-    "scl": scl,
-}
+def producer(name: str, scene: LoadedScene) -> MaskProducer:
+    """The registry producer ``name`` set up for ``scene`` (working resolution; ukis: level and
+    one window)."""
+    options: dict = {}
+    if name in WORKING_RESOLUTION_M:
+        factor = max(1, round(WORKING_RESOLUTION_M[name] / scene.gsd_m))
+        options["resolution"] = pixel_size_m(scene.grid) * factor
+    if name == "ukis":  # one window: the scene is in memory whole already
+        options.update(product_level=scene.product_level, window=max(1024, *scene.grid.shape))
+    return build_producer(name, **options)
 
 
 def applicable(scene: LoadedScene) -> list[str]:
     """Detectors that can run on ``scene``'s bands and layers."""
-    names = []
-    if scene.has(("B02", "B03", "B04", "B08")):
-        names.append("ukis")
-    if scene.product_level == "l1c" and scene.has(S2CLOUDLESS_BANDS):
-        names.append("s2cloudless")
-    if scene.scl is not None:
-        names.append("scl")
-    return names
+    bands = ProducerScene(scene).bands
+    return [
+        name
+        for name in DEFAULT_DETECTORS
+        if not producer(name, scene).missing(bands)
+        and (name != "s2cloudless" or scene.product_level == "l1c")
+    ]
 
 
 def run_detectors(scene: LoadedScene) -> dict[str, np.ndarray]:
-    """Every applicable detector's classes for ``scene``."""
-    return {name: DETECTORS[name](scene) for name in applicable(scene)}
+    """Every applicable detector's classes for ``scene`` (255 where the scene has no data)."""
+    view = ProducerScene(scene)
+    masks = {}
+    for name in applicable(scene):
+        classes = producer(name, scene).predict(view)
+        classes[~scene.valid] = IGNORE_INDEX
+        masks[name] = classes
+    return masks
 
 
 #: The classes each detector can output (a detector votes only on what it can answer), as its
 #: producer in the mask-producer registry declares them.
-EMITS = {name: tuple(producer_class(name).emits) for name in DETECTORS}
+EMITS = {name: tuple(producer_class(name).emits) for name in DEFAULT_DETECTORS}
 
 
 def detections(masks: dict[str, np.ndarray]) -> list[Detection]:

@@ -10,21 +10,30 @@ Every real scene is split in two halves by column: the **west half** may feed tr
 spectral library, real backgrounds, curated labels) and the **east half** is held out for the
 real-scene yardstick (:func:`training_columns`, :func:`holdout_columns`), so no lever is scored on
 pixels it trained on.
+
+:class:`ProducerScene` shows a loaded scene to the mask producers of the registry
+(:mod:`cloudseg.inference.producers`) as an opened scene, so the detectors run on it as they run
+everywhere else.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
 from cloudseg.inference.real_scenes import discover_scenes
-from cloudseg.sentinel2.bands import L1C_BANDS
+from cloudseg.sentinel2.bands import L1C_BANDS, resolve_bands
 from cloudseg.sentinel2.grid import Grid, pixel_size_m
 from cloudseg.sentinel2.product import product_level
+from cloudseg.sentinel2.radiometry import QUANTIFICATION_VALUE
 from cloudseg.sentinel2.reader import open_scene
 from cloudseg.sentinel2.sources import SceneError
 
@@ -52,6 +61,91 @@ class LoadedScene:
     @property
     def valid(self) -> np.ndarray:
         return np.isfinite(self.reflectance).all(axis=0)
+
+
+class ProducerScene:
+    """A :class:`LoadedScene` read as mask producers read an opened scene
+    (:class:`cloudseg.inference.predict.Scene`), from its arrays: on its own grid, or on a grid
+    whose pixels are a whole multiple of its own with the same origin (the grids
+    :func:`~cloudseg.sentinel2.grid.processing_grid` makes for detectors that run coarser) as
+    block means. A block is NaN where any of its pixels is; blocks past the right or bottom edge
+    average the pixels they cover. ``read`` gives SCL as stored and spectral bands as DN on the
+    pre-04.00 scale (reflectance x 10000, offset 0; 0 where there is no data)."""
+
+    def __init__(self, loaded: LoadedScene) -> None:
+        self.loaded = loaded
+        self.source = loaded.name
+        self.bands = loaded.bands + (("SCL",) if loaded.scl is not None else ())
+        self.metadata: dict[str, Any] = {"product_type": loaded.product_level}
+
+    def grid(self, resolution: float | None = None) -> Grid:
+        grid = self.loaded.grid
+        return grid if resolution is None else grid.with_resolution(resolution)
+
+    def layer_grid(self, band: str) -> Grid:
+        return self.loaded.grid
+
+    def read_reflectance(
+        self, bands: Iterable[str] | str, grid: Grid | None = None, window: Window | None = None
+    ) -> np.ndarray:
+        names = self._resolve(bands)
+        if "SCL" in names:
+            raise SceneError(
+                f"SCL of {self.source} is not a reflectance band; read it with read()."
+            )
+        stack = np.stack([self.loaded.band(name) for name in names])
+        return self._window(self._on(stack, grid), window)
+
+    def read(
+        self, bands: Iterable[str] | str, grid: Grid | None = None, window: Window | None = None
+    ) -> np.ndarray:
+        names = self._resolve(bands)
+        layers = []
+        for name in names:
+            if name == "SCL":
+                if grid not in (None, self.loaded.grid):
+                    raise SceneError(f"SCL of {self.source} is read on the scene's own grid only.")
+                layers.append(self.loaded.scl.astype(np.uint16))
+            else:
+                reflectance = self._on(self.loaded.band(name)[np.newaxis], grid)[0]
+                dn = np.clip(np.rint(reflectance * QUANTIFICATION_VALUE), 1, 65535)
+                layers.append(np.where(np.isfinite(reflectance), dn, 0).astype(np.uint16))
+        return self._window(np.stack(layers), window)
+
+    def _resolve(self, bands: Iterable[str] | str) -> tuple[str, ...]:
+        names = resolve_bands(bands)
+        missing = [name for name in names if name not in self.bands]
+        if missing:
+            raise SceneError(f"{self.source} has no band {missing}; it has {list(self.bands)}.")
+        return names
+
+    @staticmethod
+    def _window(array: np.ndarray, window: Window | None) -> np.ndarray:
+        return array if window is None else array[(slice(None), *window.toslices())]
+
+    def _on(self, stack: np.ndarray, grid: Grid | None) -> np.ndarray:
+        """``(bands, y, x)`` on the scene grid brought onto ``grid`` by block means."""
+        own = self.loaded.grid
+        if grid is None or grid == own:
+            return stack
+        factor = round(grid.resolution / own.resolution)
+        if (
+            grid.crs != own.crs
+            or factor < 1
+            or not math.isclose(grid.resolution, own.resolution * factor, rel_tol=1e-6)
+            or (grid.transform.c, grid.transform.f) != (own.transform.c, own.transform.f)
+            or grid != own.with_resolution(grid.resolution)
+        ):
+            raise SceneError(
+                f"{self.source} is read on its own grid or on one with pixels a whole multiple "
+                f"of its {own.resolution:g} with the same origin; asked for {grid}."
+            )
+        height, width = grid.height * factor, grid.width * factor
+        pad = [(0, 0), (0, height - stack.shape[1]), (0, width - stack.shape[2])]
+        blocks = (stack.shape[0], grid.height, factor, grid.width, factor)
+        covered = np.pad(np.ones(stack.shape[1:], np.float32), pad[1:]).reshape(blocks[1:])
+        sums = np.pad(stack, pad).reshape(blocks).sum(axis=(-3, -1), dtype=np.float32)
+        return sums / covered.sum(axis=(-3, -1), dtype=np.float32)
 
 
 def training_columns(width: int) -> slice:
