@@ -122,6 +122,25 @@ def test_veto_overrules_single_date_calls_on_a_bright_roof():
     assert totals["model"] == excluded.sum() and totals["temporal"] == 0
 
 
+def test_veto_keeps_single_date_cloud_calls_where_the_stack_is_mostly_cloud():
+    """A pixel cloudy on 36 of 40 dates whose mask keeps only 3 clear views (< min_clear): the
+    all-observation background is the cloud itself, so no verdict may overrule the mask there,
+    whether the 3 clear views are 3 or 4 (the masks of two neighbouring tiles at their edges)."""
+    rng = np.random.default_rng(5)
+    pixel = series("vegetation", 14)
+    cloudy = np.arange(N_DATES) >= 4
+    thickness = rng.uniform(0.4, 0.95, cloudy.sum())[:, np.newaxis]
+    pixel[cloudy] = thickness * CLOUD + (1 - thickness) * pixel[cloudy]
+    stack = to_stack([pixel])
+    for clear_views in (3, 4):
+        model = np.ones((N_DATES, 1, 1), bool)
+        model[:clear_views] = False
+        verdict = verdicts(stack, TemporalBands.resolve(BANDS), ~model, TemporalTest(min_clear=5))
+        excluded = combine("veto", model, verdict)
+        assert excluded[cloudy].all(), f"{clear_views} clear views: a cloudy date given back"
+        assert (verdict[:, 0, 0] == NEUTRAL).all()
+
+
 def test_exclusion_sources_count_each_observation_once():
     mask = np.array([[True], [True], [False], [False], [True]])[:, :, None]
     verdict = np.array([[FLAG], [NEUTRAL], [FLAG], [MATCH], [MATCH]], np.uint8)[:, :, None]
