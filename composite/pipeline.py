@@ -29,6 +29,7 @@ from composite.masking import MaskSet, MaskSettings, prepare_masks
 from composite.output_grid import composite_bands, output_grid
 from composite.outputs import CompositeOutputs, run_record, write_json, write_rasters
 from composite.stack import Stack
+from composite.temporal_rules import TemporalSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class CompositeResult:
     masks: MaskSet
     settings: CompositeSettings
     record: dict[str, Any]
+    #: The multi-temporal test the composite's exclusion was made with (``None``: the
+    #: single-date masks alone); measures that redo the exclusion pass it on.
+    temporal: TemporalSettings | None = None
 
 
 #: ``reporter(result) -> dict | None``; see the module docstring.
@@ -111,7 +115,9 @@ def composite_stack(
         cluster=executor.describe(),
         timing_s=timing,
     )
-    result = CompositeResult(outputs, grid, bands, run.stack, masks, settings, record)
+    result = CompositeResult(
+        outputs, grid, bands, run.stack, masks, settings, record, mask_settings.temporal_settings
+    )
     reports = {name: reporter(result) for name, reporter in (reporters or {}).items()}
     if reports:
         record["reports"] = reports

@@ -132,13 +132,15 @@ def percentile_contamination(
 ) -> dict[str, float]:
     """``residual_cloud`` / ``residual_shadow`` of a composite that records no dates
     (``linear``): each strip of the metrics grid is read as the composite's windows are (its
-    stack, bands and exclusion masks through :func:`composite.driver.make_job` and
+    stack, bands and exclusion (single-date masks and the temporal test, as the composite
+    ran) through :func:`composite.driver.make_job` and
     :func:`composite.driver.read_window_stack`, onto the metrics grid) and the observations its
     percentile is made of are found with the kernel's ranks, then looked up in the truth masks."""
     settings = composite.settings
     job, _ = make_job(
-        composite.stack, composite.masks, settings, view.grid, composite.bands, Path(work_dir)
-    )
+        composite.stack, composite.masks, settings, view.grid, composite.bands, Path(work_dir),
+        composite.temporal,
+    )  # fmt: skip
     order = stack_truth_indices(composite.stack, truth)
     n_dates, n_bands = len(job.scenes), len(job.bands)
     # per pixel and date: uint16 per band, exclusion, truth class, ~17 B of one band's ranking

@@ -10,6 +10,7 @@ masks, so its residual cloud must be 0 where the unmasked baseline's is not.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -24,16 +25,20 @@ from PIL import Image
 from cloudseg.data.simulate.products import write_overlapping_tiles, write_stack
 from cloudseg.inference.producers import build_producer
 from cloudseg.sentinel2.grid import Grid
+from composite.cluster import LocalExecutor
+from composite.driver import CompositeSettings
 from composite.evidence.baselines import plan_baselines
+from composite.evidence.residuals import percentile_contamination
 from composite.evidence.settings import EvaluationSettings, QuicklookSettings
 from composite.evidence.truth import StackTruth, find_truth, truth_indices
-from composite.evidence.view import metrics_grid
+from composite.evidence.view import metrics_grid, metrics_view
 from composite.masking import MaskSettings, mask_path
 from composite.metrics import seam_error
-from composite.pipeline import CompositeResult
+from composite.pipeline import CompositeResult, composite_stack
 from composite.quicklook import NO_OBSERVATION_RGB, count_rgba
 from composite.run import run_composite
 from composite.stack import StackSettings, build_stack
+from composite.temporal import TemporalTest
 from helpers.composite import compose_composite, tiny_checkpoint
 from helpers.training import read_wandb_records, wandb_history
 
@@ -186,6 +191,29 @@ def test_a_linear_composite_masked_by_the_truth_has_no_residual_cloud(truth_mask
     assert unmasked["residual_cloud"] > 0.05 and unmasked["residual_shadow"] > 0.0
     assert unmasked["residual_cloud"] > table["composite"]["residual_cloud"]
     assert "residual" not in evidence["not_computed"]["composite"]  # only model_residual (no ckpt)
+
+
+def test_residuals_of_a_temporal_composite_use_its_temporal_exclusion(sim_stack, tmp_path):
+    """The residual of a ``linear`` composite redoes its exclusion: with the temporal test on,
+    the test's verdicts too (masks ``none`` + ``union``: the test alone), not the masks alone."""
+    stack = build_stack(StackSettings(source=str(sim_stack)), progress=False)
+    masks = MaskSettings(
+        source="none", cache_dir=str(tmp_path / "masks"), temporal="union",
+        temporal_test=TemporalTest(min_dates=10, min_clear=3),
+    )  # fmt: skip
+    result = composite_stack(
+        stack, masks, CompositeSettings(window_size=32), out_dir=tmp_path / "out",
+        work_dir=tmp_path / "work", executor=LocalExecutor(), progress=False,
+    )  # fmt: skip
+    assert result.record["temporal"]["applied"]
+    truth = find_truth(str(sim_stack), result.stack)
+    view = metrics_view(result.grid, result.stack, "B02", 10**6, progress=False)
+    tested = percentile_contamination(result, truth, view, tmp_path / "check")
+    unmasked = percentile_contamination(
+        dataclasses.replace(result, temporal=None), truth, view, tmp_path / "check"
+    )
+    assert unmasked["residual_cloud"] > 0.05
+    assert tested["residual_cloud"] < 0.5 * unmasked["residual_cloud"]
 
 
 def test_model_residual_is_the_checkpoint_run_on_each_composite(evidence_run):
