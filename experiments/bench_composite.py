@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/bench_composite.py            # ~1 min (+2 min to write the stacks once)
     .venv/bin/python experiments/bench_composite.py --quick    # 30 dates x 256 px only, a smoke run
-    .venv/bin/python experiments/bench_composite.py --temporal --out experiments/temporal/cost.md
+    .venv/bin/python experiments/bench_composite.py --temporal --out /tmp/temporal_cost.md
                                                     # 100 dates x 256 px with/without the test
 
 Simulated stacks (``cloudseg.data.simulate.write_stack``: 13-band L1C scenes at native 10/20/60 m,

@@ -1,19 +1,32 @@
-"""The multi-temporal test's record: which rule wins on the simulated demo tiles, and the real series.
+"""The multi-temporal test's record: which rule wins on simulated tile pairs, and the real series.
 
+    make demo        # data/simulated/tiles (sim-site09) and the model
+    for site in sim-site01 sim-site03; do
+        .venv/bin/cloudfree-simulate tiles --out outputs/temporal/$site --site $site \\
+            --n-dates 100 --size 256 --overlap 64
+    done
     PYTHONPATH=$PWD .venv/bin/python experiments/temporal_evaluation.py \\
-        --tiles data/simulated/tiles --ckpt outputs/demo/train/checkpoints/best.ckpt \\
+        --tiles data/simulated/tiles outputs/temporal/sim-site01 outputs/temporal/sim-site03 \\
+        --ckpt outputs/demo/train/checkpoints/best-epoch013.ckpt \\
         --realdata ../shared/realdata/eolearn-5dates --record experiments/temporal
 
-Simulated (truth known): each tile of ``--tiles`` (``cloudfree-simulate tiles``, as ``make demo``
-writes them) is read onto the composite's grid exactly as a composite window is
+Simulated (truth known): each folder of ``--tiles`` is a pair of overlapping tiles of one site
+(``cloudfree-simulate tiles``, as ``make demo`` writes them for ``sim-site09``). Each tile is read
+onto the composite's grid exactly as a composite window is
 (:func:`composite.driver.read_window_observations`, the whole tile as one window: windows equal
 the whole stack), with the single-date exclusion of masks ``none`` and ``model`` (the checkpoint
 at 20 m with the composite's default ``clear_threshold``, as ``make demo`` runs it). For each mask
-source and rule the exclusion is :func:`composite.temporal_rules.window_exclusion` (the composite's
-own code path) and the measures are those of the composite's evidence: ``residual_cloud`` /
+source and rule the exclusion is :func:`composite.temporal_rules.combine` of the composite's own
+verdicts, and the measures are those of the composite's evidence: ``residual_cloud`` /
 ``residual_shadow`` (share of pixels whose 25th percentile uses an observation the truth calls
-cloud / shadow), plus ``clear_dropped`` (share of truly clear observations excluded) and
-``no_valid`` (pixels left without an observation) and the seconds the test took.
+cloud / shadow), plus ``clear_dropped`` (share of truly clear observations excluded),
+``no_valid`` (pixels left without an observation), the seconds the test took, and the seam: the
+two tiles' 25th percentiles (linear, reflectance) compared on their overlap (mean absolute
+difference and share of values differing by more than ``SEAM_TOLERANCE``, as ``seam_error``).
+
+The test's ``k`` and ``cloud_floor`` were chosen on :data:`TUNING_SITES`; every other site is
+held out, the demo's ``sim-site09`` among them. On the tuning sites, :func:`sweep` shows what
+``k``, ``cloud_floor`` and ``match`` trade.
 
 Real (no truth): ``--realdata`` is eo-learn's 5-date Slovenian series (scenes 0-1 cloudy, 2-4
 clear by s2cloudless). The reference is the 25th percentile of the three clear dates; each
@@ -22,9 +35,8 @@ ratio to the unmasked composite's error. Five dates are fewer than the test's de
 ``min_dates``: it is run with ``min_dates=5, min_clear=3`` and said so.
 
 Writes ``<record>/metrics.json``, ``<record>/README.md`` and ``<record>/exclusion_sources.png``
-(which source excluded the observations of the first tile under model + temporal by the default
-rule). The test's settings are the defaults (``k`` and ``cloud_floor`` were chosen on these same
-two tiles: there is no held-out tuning set yet).
+(which source excluded the observations of the demo site's first tile under model + temporal by
+the default rule).
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
+import itertools
 import json
 import os
 import platform
@@ -71,13 +85,19 @@ CASES = (
 )
 #: Goals of issue 16 for the model + temporal default on both demo tiles.
 GOAL_CLOUD, GOAL_SHADOW = 0.001, 0.005
+#: The sites ``k`` and ``cloud_floor`` were chosen on; the others are held out.
+TUNING_SITES = ("sim-site01",)
+#: The demo's site (``DEMO_SITE`` in the Makefile): its first tile gets the chart.
+DEMO_SITE = "sim-site09"
+#: The settings :func:`sweep` crosses on the tuning sites (the defaults among them).
+SWEEP = {"k": (1.75, 2.5, 3.5), "cloud_floor": (0.0375, 0.06), "match": (0.5, 0.8)}
+#: Reflectance difference counted in the seam's ``share_over_tol`` (``evaluation.seam_tolerance``).
+SEAM_TOLERANCE = 0.01
 
 
-def tile_measures(
-    tile: Path, ckpt: str, cache: Path, test: TemporalTest
-) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """The table's rows for one simulated tile, and which source excluded the observations
-    under model + temporal by the default rule."""
+def tile_observations(tile: Path, ckpt: str, cache: Path, source: str):
+    """``(dn, single-date exclusion, truth classes, bands)`` of one simulated tile on the
+    composite's grid, the whole tile as one window."""
     stack = build_stack(StackSettings(source=str(tile)), progress=False)
     truth = find_truth(str(tile), stack)
     if truth is None:
@@ -87,41 +107,109 @@ def tile_measures(
     settings = CompositeSettings()
     bands = composite_bands(stack, settings)
     grid = output_grid(stack, settings, bands)
-    whole = Window(0, 0, grid.width, grid.height)
     classes = read_truth_masks(truth, stack_truth_indices(stack, truth), grid)
-    rows: dict[str, dict[str, float]] = {}
-    for source in ("none", "model"):
-        mask_settings = MaskSettings(
-            source=source,
-            checkpoint=ckpt if source == "model" else None,
-            cache_dir=str(cache),
-            inference=dataclasses.replace(COMPOSITE_INFERENCE, resolution=20.0),
-        )
-        masks, _ = prepare_masks(stack, mask_settings, LocalExecutor(), progress=False)
-        job, _ = make_job(stack, masks, settings, grid, bands, cache / "unused")
-        dn, mask = read_window_observations(job, whole)
-        valid = valid_observations(dn)
-        clear = (classes == 0) & valid
-        started = time.perf_counter()
-        verdict = verdicts(dn, TemporalBands.resolve(bands), ~mask, test)
-        seconds = time.perf_counter() - started
-        if source == "model":
-            default = combine(DEFAULT_RULE, mask, verdict)
-            excluded_by = ExclusionSources.of(mask, verdict, default, valid).totals()
-        for name, case_source, rule in CASES:
-            if case_source != source:
-                continue
-            excluded = combine(rule, mask, verdict)
-            counts = composite_truth_contamination(dn, excluded, classes, Q).counts()
-            cloud, shadow, with_value = (int(v) for v in counts)
-            rows[name] = {
-                "residual_cloud": cloud / with_value,
-                "residual_shadow": shadow / with_value,
-                "clear_dropped": float((excluded & clear).sum() / clear.sum()),
-                "no_valid": float(((~excluded & valid).sum(axis=0) == 0).mean()),
-                "test_seconds": seconds if rule != "none" else 0.0,
-            }
-    return rows, excluded_by
+    mask_settings = MaskSettings(
+        source=source,
+        checkpoint=ckpt if source == "model" else None,
+        cache_dir=str(cache),
+        inference=dataclasses.replace(COMPOSITE_INFERENCE, resolution=20.0),
+    )
+    masks, _ = prepare_masks(stack, mask_settings, LocalExecutor(), progress=False)
+    job, _ = make_job(stack, masks, settings, grid, bands, cache / "unused")
+    dn, mask = read_window_observations(job, Window(0, 0, grid.width, grid.height))
+    return dn, mask, classes, bands
+
+
+def seam(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """Mean absolute difference of two overlapping composites and the share over tolerance."""
+    difference = np.abs(first.astype(np.float64) - second.astype(np.float64))
+    valid = np.isfinite(difference)
+    return {
+        "mae": float(difference[valid].mean()),
+        "share_over_tol": float(np.mean(difference[valid] > SEAM_TOLERANCE)),
+    }
+
+
+def exclusion_measures(
+    dn: np.ndarray, excluded: np.ndarray, classes: np.ndarray
+) -> dict[str, float]:
+    """Residual cloud / shadow of the 25th percentile under ``excluded``, the share of truly
+    clear observations it drops and the share of pixels it leaves without one."""
+    valid = valid_observations(dn)
+    clear = (classes == 0) & valid
+    counts = composite_truth_contamination(dn, excluded, classes, Q).counts()
+    cloud, shadow, with_value = (int(v) for v in counts)
+    share = (lambda n: n / with_value) if with_value else (lambda n: float("nan"))
+    return {
+        "residual_cloud": share(cloud),  # NaN where no pixel keeps an observation
+        "residual_shadow": share(shadow),
+        "clear_dropped": float((excluded & clear).sum() / clear.sum()),
+        "no_valid": float(((~excluded & valid).sum(axis=0) == 0).mean()),
+    }
+
+
+def overlap_composite(dn: np.ndarray, excluded: np.ndarray, window: list[int]) -> np.ndarray:
+    """The 25th percentile (linear, reflectance) on the overlap ``[row, col, height, width]``."""
+    row_off, col_off, height, width = window
+    part = (slice(None), slice(None), slice(row_off, row_off + height),
+            slice(col_off, col_off + width))  # fmt: skip
+    composite = masked_percentile(dn[part], excluded[part[:1] + part[2:]], Q, nodata=0,
+                                  no_valid="all_observations").composite  # fmt: skip
+    return composite / np.float32(10000)
+
+
+def sweep(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> list[dict[str, Any]]:
+    """Model + temporal (veto) on one tile pair for each setting of :data:`SWEEP` (the others
+    at ``test``'s values): what ``k``, ``cloud_floor`` and ``match`` trade."""
+    layout = json.loads((folder / "tiles.json").read_text())
+    tiles = {
+        tile: tile_observations(folder / tile, ckpt, cache, "model") for tile in layout["tiles"]
+    }
+    out = []
+    for values in itertools.product(*SWEEP.values()):
+        settings = dataclasses.replace(test, **dict(zip(SWEEP, values, strict=True)))
+        row: dict[str, Any] = {"settings": dict(zip(SWEEP, values, strict=True)), "tiles": {}}
+        overlaps = []
+        for tile, (dn, mask, classes, bands) in tiles.items():
+            verdict = verdicts(dn, TemporalBands.resolve(bands), ~mask, settings)
+            excluded = combine("veto", mask, verdict)
+            row["tiles"][tile] = exclusion_measures(dn, excluded, classes)
+            overlaps.append(overlap_composite(dn, excluded, layout["overlap_windows"][tile]))
+        row["seam"] = seam(*overlaps)
+        out.append(row)
+    return out
+
+
+def site_measures(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> dict[str, Any]:
+    """The table of one tile pair: rows per tile and case, the seam per case, and which source
+    excluded the observations under model + temporal by the default rule."""
+    layout = json.loads((folder / "tiles.json").read_text())
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    overlaps: dict[str, dict[str, np.ndarray]] = {}
+    excluded_by: dict[str, dict[str, int]] = {}
+    for tile in layout["tiles"]:
+        window = layout["overlap_windows"][tile]
+        rows[tile] = {}
+        for source in ("none", "model"):
+            dn, mask, classes, bands = tile_observations(folder / tile, ckpt, cache, source)
+            valid = valid_observations(dn)
+            started = time.perf_counter()
+            verdict = verdicts(dn, TemporalBands.resolve(bands), ~mask, test)
+            seconds = time.perf_counter() - started
+            if source == "model":
+                default = combine(DEFAULT_RULE, mask, verdict)
+                excluded_by[tile] = ExclusionSources.of(mask, verdict, default, valid).totals()
+            for name, case_source, rule in CASES:
+                if case_source != source:
+                    continue
+                excluded = combine(rule, mask, verdict)
+                rows[tile][name] = {
+                    **exclusion_measures(dn, excluded, classes),
+                    "test_seconds": seconds if rule != "none" else 0.0,
+                }
+                overlaps.setdefault(name, {})[tile] = overlap_composite(dn, excluded, window)
+    seams = {name: seam(*pair.values()) for name, pair in overlaps.items()}
+    return {"site": layout["site"], "tiles": rows, "seam": seams, "excluded_by": excluded_by}
 
 
 def real_measures(folder: Path, test: TemporalTest) -> dict[str, Any]:
@@ -146,6 +234,11 @@ def real_measures(folder: Path, test: TemporalTest) -> dict[str, Any]:
     return out
 
 
+def slash(per_tile: dict[str, dict[str, float]], key: str, digits: int = 4) -> str:
+    """``key`` of each tile's measures, as ``a / b``."""
+    return " / ".join(f"{measures[key]:.{digits}f}" for measures in per_tile.values())
+
+
 def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# The stack as evidence: the multi-temporal cloud/shadow test",
@@ -153,62 +246,92 @@ def markdown(record: dict[str, Any]) -> str:
         f"Generated {record['created']} by `{record['command']}`.",
         "",
         f"Machine: {record['machine']}. Test settings: `{json.dumps(record['test'])}`; default "
-        f"rule `{DEFAULT_RULE}`.",
+        f"rule `{DEFAULT_RULE}`. `k` and `cloud_floor` were chosen on "
+        f"{', '.join(TUNING_SITES)}; the other sites are held out.",
         "",
-        "## Simulated demo tiles (truth known)",
+        "## Simulated tile pairs (truth known)",
         "",
         "Residual cloud/shadow: share of pixels whose 25th percentile (linear) uses an "
         "observation the truth calls cloud/shadow (the composite evidence's measure). Clear "
-        "dropped: share of truly clear observations excluded. Goal (issue 16) for model + "
-        f"temporal by the default rule: residual cloud < {GOAL_CLOUD}, residual shadow < "
-        f"{GOAL_SHADOW}, fewer clear views dropped than the model alone.",
+        "dropped: share of truly clear observations excluded. Seam: the two tiles' 25th "
+        "percentiles on their overlap, mean absolute difference (reflectance) and share of "
+        f"values differing by more than {SEAM_TOLERANCE}. Values are tile a / tile b. Goal "
+        f"(issue 16) for model + temporal by the default rule: residual cloud < {GOAL_CLOUD}, "
+        f"residual shadow < {GOAL_SHADOW}, fewer clear views dropped than the model alone.",
         "",
     ]
-    for tile, rows in record["tiles"].items():
+    for folder, site in record["sites"].items():
+        role = "tuning site" if site["site"] in TUNING_SITES else "held out"
+        demo = ", the demo's tiles" if site["site"] == DEMO_SITE else ""
+        tiles = list(site["tiles"])
         lines += [
-            f"### {tile}",
+            f"### {site['site']} ({role}{demo}; `{folder}`)",
             "",
             "| masks | residual cloud | residual shadow | clear dropped | pixels without a value "
-            "| test s |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| seam MAE | seam > tol | test s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for name, row in rows.items():
+        for name in site["tiles"][tiles[0]]:
+            pair = functools.partial(slash, {t: site["tiles"][t][name] for t in tiles})
+
+            cut = site["seam"][name]
             lines.append(
-                f"| {name} | {row['residual_cloud']:.4f} | {row['residual_shadow']:.4f} | "
-                f"{row['clear_dropped']:.4f} | {row['no_valid']:.4f} | {row['test_seconds']:.1f} |"
+                f"| {name} | {pair('residual_cloud')} | {pair('residual_shadow')} | "
+                f"{pair('clear_dropped', 3)} | {pair('no_valid')} | {cut['mae']:.5f} | "
+                f"{cut['share_over_tol']:.4f} | {pair('test_seconds', 1)} |"
             )
+        lines += ["", "| model + temporal rule | residual cloud < 0.001 | residual shadow < 0.005 "
+                  "| drops fewer clear views than the model alone | seam no larger than the "
+                  "model alone's |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for rule in TEMPORAL_RULES[1:]:
+            name = f"model + temporal ({rule})"
+            tables = site["tiles"].values()
+            met = (
+                all(rows[name]["residual_cloud"] < GOAL_CLOUD for rows in tables),
+                all(rows[name]["residual_shadow"] < GOAL_SHADOW for rows in tables),
+                all(
+                    rows[name]["clear_dropped"] < rows["model"]["clear_dropped"] for rows in tables
+                ),
+                site["seam"][name]["mae"] <= site["seam"]["model"]["mae"],
+            )
+            lines.append(f"| {rule} | " + " | ".join("yes" if m else "no" for m in met) + " |")
         lines.append("")
     lines += [
-        "### Goals per rule (both tiles)",
-        "",
-        "| model + temporal rule | residual cloud < 0.001 | residual shadow < 0.005 | drops "
-        "fewer clear views than the model alone |",
-        "| --- | --- | --- | --- |",
-    ]
-    for rule in TEMPORAL_RULES[1:]:
-        name = f"model + temporal ({rule})"
-        tables = record["tiles"].values()
-        met = (
-            all(rows[name]["residual_cloud"] < GOAL_CLOUD for rows in tables),
-            all(rows[name]["residual_shadow"] < GOAL_SHADOW for rows in tables),
-            all(rows[name]["clear_dropped"] < rows["model"]["clear_dropped"] for rows in tables),
-        )
-        lines.append(f"| {rule} | " + " | ".join("yes" if m else "no" for m in met) + " |")
-    lines.append("")
-    lines += [
         f"Observations excluded under model + temporal ({DEFAULT_RULE}), by source (`run.json`'s "
-        "`temporal.excluded_by`; chart: `exclusion_sources.png`, first tile):",
+        "`temporal.excluded_by`; chart: `exclusion_sources.png`, the demo site's first tile):",
         "",
-        "| tile | single-date mask only | temporal test only | both | single-date calls "
+        "| site | tile | single-date mask only | temporal test only | both | single-date calls "
         "overruled |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for tile, counts in record["excluded_by"].items():
-        lines.append(
-            f"| {tile} | {counts['model']:,} | {counts['temporal']:,} | {counts['both']:,} | "
-            f"{counts['overruled']:,} |"
-        )
+    for site in record["sites"].values():
+        for tile, counts in site["excluded_by"].items():
+            lines.append(
+                f"| {site['site']} | {tile} | {counts['model']:,} | {counts['temporal']:,} | "
+                f"{counts['both']:,} | {counts['overruled']:,} |"
+            )
     lines.append("")
+    for site, rows in record.get("sweep", {}).items():
+        lines += [
+            f"### What the settings trade: model + temporal (veto) on {site}, the tuning site",
+            "",
+            "Each row changes `k`, `cloud_floor` and `match` (the others as above); values are "
+            "tile a / tile b. Lower `k` or `cloud_floor` catch more thin cloud and drop more "
+            "clear (hazy) views; a larger `match` gives back more single-date calls.",
+            "",
+            "| k | cloud_floor | match | residual cloud | residual shadow | clear dropped "
+            "| seam MAE |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            pair = functools.partial(slash, row["tiles"])
+            settings = row["settings"]
+            lines.append(
+                f"| {settings['k']} | {settings['cloud_floor']} | {settings['match']} | "
+                f"{pair('residual_cloud')} | {pair('residual_shadow')} | "
+                f"{pair('clear_dropped', 3)} | {row['seam']['mae']:.5f} |"
+            )
+        lines.append("")
     real = record.get("real")
     if real:
         lines += [
@@ -235,31 +358,38 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tiles", type=Path, required=True)
+    parser.add_argument(
+        "--tiles", type=Path, nargs="+", required=True,
+        help="folders of cloudfree-simulate tiles (one overlapping pair of one site each)",
+    )  # fmt: skip
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--realdata", type=Path, default=None)
     parser.add_argument("--record", type=Path, default=Path("experiments/temporal"))
     parser.add_argument("--cache", type=Path, default=Path("outputs/cache/temporal_evaluation"))
     args = parser.parse_args(argv)
     test = TemporalSettings().test
-    tiles = sorted(p.parent for p in args.tiles.glob("*/stack.json"))
-    if not tiles:
-        raise SystemExit(f"No <tile>/stack.json under {args.tiles}; run cloudfree-simulate tiles.")
+    for folder in args.tiles:
+        if not (folder / "tiles.json").is_file():
+            raise SystemExit(f"No tiles.json in {folder}; run cloudfree-simulate tiles.")
     record: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": "python experiments/temporal_evaluation.py "
-        + f"--tiles {args.tiles} --ckpt {args.ckpt}"
+        + f"--tiles {' '.join(map(str, args.tiles))} --ckpt {args.ckpt}"
         + (f" --realdata {args.realdata}" if args.realdata else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared, contended: timings "
         "are indicative only)",
         "test": test.record(),
-        "tiles": {},
+        "sites": {},
     }
-    for tile in tiles:
-        print(f"== {tile.name}", flush=True)
-        rows, excluded_by = tile_measures(tile, args.ckpt, args.cache, test)
-        record["tiles"][tile.name] = rows
-        record.setdefault("excluded_by", {})[tile.name] = excluded_by
+    for folder in args.tiles:
+        print(f"== {folder}", flush=True)
+        site = site_measures(folder, args.ckpt, args.cache, test)
+        record["sites"][str(folder)] = site
+        if site["site"] in TUNING_SITES:
+            print(f"== {folder}: sweep of {', '.join(SWEEP)}", flush=True)
+            record.setdefault("sweep", {})[site["site"]] = sweep(
+                folder, args.ckpt, args.cache, test
+            )
     if args.realdata is not None and args.realdata.is_dir():
         short = TemporalTest(min_dates=5, min_clear=3)
         record["real"] = {
@@ -269,11 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     args.record.mkdir(parents=True, exist_ok=True)
     (args.record / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.record / "README.md").write_text(markdown(record) + "\n")
-    first = tiles[0].name
+    sites = list(record["sites"].values())
+    chart_site = next((site for site in sites if site["site"] == DEMO_SITE), sites[0])
+    first = next(iter(chart_site["excluded_by"]))
     sources_chart(
-        record["excluded_by"][first],
+        chart_site["excluded_by"][first],
         args.record / CHART,
-        f"{first}: model + temporal ({DEFAULT_RULE}), observations by source",
+        f"{chart_site['site']} {first}: model + temporal ({DEFAULT_RULE}), observations by source",
     )
     print(markdown(record))
     return 0
