@@ -601,13 +601,19 @@ def composite_configuration(run: CompositeRunFiles) -> str:
     settings = config.get("composite", {})
     evaluation = config.get("evaluation", {})
     inference = masks.get("inference", {})
-    clear_threshold = inference.get("clear_threshold")
+    clear_threshold = inference.get("rule", {}).get("clear_threshold")
     clear_rule = f"p(clear) >= {clear_threshold}" if clear_threshold is not None else "argmax"
+    temporal = run.run.get("temporal") or {}
+    temporal_rule = (
+        f"multi-temporal test `{temporal.get('rule')}`"
+        if temporal.get("applied")
+        else f"no multi-temporal test ({temporal.get('skipped_because') or 'masks.temporal=none'})"
+    )
     return (
-        f"- `{run.folder.name}`: q={settings.get('q')} ({settings.get('method')}), masks "
+        f"- `{run.folder.name}`: q={settings.get('q'):g} ({settings.get('method')}), masks "
         f"`{masks.get('source')}` excluding {masks.get('exclude')} with a {masks.get('buffer_m')} m "
-        f"buffer, model at {inference.get('resolution')} m, clear where {clear_rule}; baselines "
-        f"{evaluation.get('baselines')}"
+        f"buffer, model at {inference.get('resolution')} m, clear where {clear_rule}, "
+        f"{temporal_rule}; baselines {evaluation.get('baselines')}"
     )
 
 
