@@ -152,6 +152,14 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "stack.max_cloud_cover=60": (
         "tests/composite/test_composite_commands.py::test_composite_a_stac_api_search_by_tile_years_and_months",
     ),
+    "masks.temporal=veto": (
+        "tests/composite/test_temporal_composite.py::test_masks_temporal_picks_the_rule_and_veto_is_the_default",
+        "tests/composite/test_temporal_composite.py::test_windowed_temporal_composite_equals_the_whole_stack",
+    ),
+    "masks.temporal=none": (
+        "tests/composite/test_temporal_composite.py::test_masks_temporal_picks_the_rule_and_veto_is_the_default",
+        "tests/composite/test_evidence.py::test_the_temporal_baseline_is_the_test_alone_and_single_date_baselines_are_masks_alone",
+    ),
     "masks.inference.rule.clear_threshold=0.9": (
         "tests/composite/test_masking.py::test_clear_threshold_is_a_composite_config_key",
         "tests/composite/test_masking.py::test_model_masks_made_with_another_clear_threshold_are_not_reused",

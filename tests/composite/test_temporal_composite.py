@@ -18,9 +18,12 @@ from composite.driver import CompositeSettings, make_job, read_window_stack
 from composite.masking import MaskSettings
 from composite.percentile import masked_percentile
 from composite.pipeline import composite_stack
+from composite.run import settings_from_config
 from composite.stack import StackSettings, build_stack
 from composite.temporal import TemporalTest
 from composite.temporal_evidence import sources_chart, sources_map_layer
+from composite.temporal_rules import TemporalSettings
+from helpers.composite import compose_composite
 
 N_DATES = 20
 
@@ -131,3 +134,16 @@ def test_a_stack_too_short_for_the_test_runs_without_it_and_says_so(tiny_stack, 
     mask_only = run(tiny_stack.folder, tmp_path, "mask_only", temporal="none")
     assert short.record["run_key"] == mask_only.record["run_key"]
     np.testing.assert_array_equal(read(short.outputs.composite), read(mask_only.outputs.composite))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule"),
+    [([], "veto"), (["masks.temporal=none"], "none"), (["masks.temporal=veto"], "veto")],
+)
+def test_masks_temporal_picks_the_rule_and_veto_is_the_default(tmp_path, overrides, rule):
+    """``masks.temporal`` on the command line reaches the composite's temporal settings;
+    without it a composite runs the test by ``veto``; ``none`` switches the test off."""
+    cfg = compose_composite([f"stack.source={tmp_path}", "masks.source=scl", *overrides], tmp_path)
+    settings = settings_from_config(cfg).masks.temporal_settings
+    assert settings == TemporalSettings(rule=rule)
+    assert (settings.skip_reason(100) is None) == (rule != "none")
