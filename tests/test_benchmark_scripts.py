@@ -49,6 +49,9 @@ def test_temporal_evaluation_record_runs_small(tmp_path):
         f"--tiles {tiles} --ckpt {checkpoint} --cache {tmp_path / 'cache'} "
         f"--record {tmp_path / 'record'}"
     )
+    series = REPO.parent / "shared" / "realdata" / "eolearn-5dates"
+    if series.is_dir():  # the real series, where ../shared/realdata is there
+        arguments += f" --realdata {series}"
     completed = subprocess.run(
         [sys.executable, "experiments/temporal_evaluation.py", *arguments.split()],
         cwd=REPO, capture_output=True, text=True, timeout=600,
@@ -61,3 +64,11 @@ def test_temporal_evaluation_record_runs_small(tmp_path):
     assert len(record["sweep"]["sim-site01"]) == 12
     assert (tmp_path / "record" / "exclusion_sources.png").is_file()
     assert "### sim-site01 (tuning site" in (tmp_path / "record" / "README.md").read_text()
+    if series.is_dir():
+        assert set(record["real"]["flagged_share_per_date"]) == {
+            "none",
+            "model",
+            "ukis",
+            "s2cloudless",
+        }
+        assert record["real"]["mae_ratio_to_unmasked"]["none + none"] == 1.0
