@@ -5,17 +5,23 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     simulated       the simulated labeled set (built-in endmember spectra, 10 m)
     +library        the same scenes with surfaces from the real spectral library
     +backgrounds    simulated + simulated clouds on real clear backgrounds
+    +backgrounds-r24  the same with 24 renders per background view instead of 6 (real surfaces
+                    about half of the training pixels instead of a fifth)
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
     all             library + gsd simulated scenes + real backgrounds + curated real labels
 
 Every arm is trained for the band sets asked (4: B02 B03 B04 B08; 6: + B11 B12; 13: L1C) with
-``experiment=demo`` shortened to ``--epochs``, then scored on the simulated test split of
+``experiment=demo`` set to ``--epochs`` (and any further Hydra ``--overrides``, which ``--tag``
+names in the run folder), then scored on the simulated test split of
 ``--sim-test`` (the same scenes for every arm: IoU cloud-or-shadow vs clear) and on the
 real-scene yardstick (:mod:`yardstick`: east halves of ``--realdata``, consensus of the offline
-detectors), with ukis-csmask and s2cloudless in the same table. Writes ``ablation.json``,
-``ablation.md`` and overlays of the best arm under ``--out``.
+detectors), with ukis-csmask and s2cloudless in the same table. Classes are the argmax of the
+model's probabilities, or with ``--cloud-threshold T`` cloud where thick + thin >= T
+(:class:`~cloudseg.inference.spec.MaskRule`; a run already trained is then only scored again,
+into ``score-cloudT.json``). Writes ``ablation.json``, ``ablation.md`` and overlays of the best
+6-band row under ``--out``.
 
     python experiments/real_training/ablation.py --realdata ../shared/realdata \
         --sim-test /work/wt/data-sim/labeled --data data/ablation --epochs 6 --bands 6 4 13
@@ -60,6 +66,7 @@ ARMS = {
     "simulated": ("{sim}",),
     "+library": ("{data}/sim-library",),
     "+backgrounds": ("{sim}", "{data}/backgrounds"),
+    "+backgrounds-r24": ("{sim}", "{data}/backgrounds-r24"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
@@ -69,20 +76,26 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EPOCHS = 6
 
 
-def run_name(arm: str, n_bands: int, epochs: int) -> str:
-    """Run folder name: ``library-6`` (the default epochs) or ``library-6-20ep``."""
-    return f"{arm.strip('+')}-{n_bands}" + ("" if epochs == DEFAULT_EPOCHS else f"-{epochs}ep")
+def run_name(arm: str, n_bands: int, epochs: int, tag: str = "") -> str:
+    """Run folder name: ``library-6`` (the default epochs), ``library-6-20ep``, with ``-<tag>``
+    when the run has overrides."""
+    name = f"{arm.strip('+')}-{n_bands}" + ("" if epochs == DEFAULT_EPOCHS else f"-{epochs}ep")
+    return name + (f"-{tag}" if tag else "")
+
+
+def score_name(cloud_threshold: float | None) -> str:
+    return "score.json" if cloud_threshold is None else f"score-cloud{cloud_threshold:g}.json"
 
 
 def train(arm: str, n_bands: int, sources: list[str], args) -> dict:
     mix = Path(args.data) / "mix" / f"{arm.strip('+')}-{n_bands}"
     write_mixed_dataset(mix, sources, bands=BAND_SETS[n_bands])
-    run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs)
+    run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs, args.tag)
     metrics = run_dir / "metrics.json"
     command = [
         sys.executable, "train.py", "experiment=demo", f"data.root={mix}",
         f"data.bands=[{','.join(BAND_SETS[n_bands])}]", f"trainer.max_epochs={args.epochs}",
-        "logger=csv", f"hydra.run.dir={run_dir}",
+        *args.overrides, "logger=csv", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     started = time.perf_counter()
     if not metrics.exists():
@@ -96,17 +109,17 @@ def train(arm: str, n_bands: int, sources: list[str], args) -> dict:
             started, 1), "scenes": scenes, "command": " ".join(command[1:])}  # fmt: skip
 
 
-def model_predict(predictor: WindowedPredictor):
+def model_predict(predictor: WindowedPredictor, rule: MaskRule):
     def predict(scene: LoadedScene) -> np.ndarray | None:
         if not scene.has(predictor.bands):
             return None
         stack = np.stack([scene.band(band) for band in predictor.bands])
-        return MaskRule().classes(predictor.predict_array(stack, desc=scene.name))
+        return rule.classes(predictor.predict_array(stack, desc=scene.name))
 
     return predict
 
 
-def sim_test_iou(predictor: WindowedPredictor, sim_test: Path) -> float:
+def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> float:
     """Pooled IoU cloud-or-shadow vs clear on the simulated test split (DataModule's split)."""
     frame = read_manifest(sim_test)
     frame = frame[assign_splits(frame, seed=0)["split"] == "test"]
@@ -116,7 +129,7 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path) -> float:
             reflectance = scene.read_reflectance(predictor.bands)
         with open_scene(sim_test / row["mask_path"], band_names=["SCL"]) as mask_scene:
             reference = mask_scene.read(["SCL"])[0]
-        classes = MaskRule().classes(predictor.predict_array(reflectance, desc="sim"))
+        classes = rule.classes(predictor.predict_array(reflectance, desc="sim"))
         keep = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
         pred, ref = classes > 0, reference > 0
         tp += int((pred & ref & keep).sum())
@@ -125,11 +138,24 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path) -> float:
     return round(tp / max(tp + fp + fn, 1), 4)
 
 
-def score_checkpoint(checkpoint: str, prepared, sim_test: Path) -> dict:
-    """``{"real": yardstick scores, "sim_iou": simulated test IoU}`` of one checkpoint."""
+def score_checkpoint(
+    checkpoint: str, prepared, sim_test: Path, cloud_threshold: float | None = None
+) -> dict:
+    """``{"real": yardstick scores, "sim_iou": simulated test IoU, "cloud_threshold"}`` of one
+    checkpoint under the rule of ``cloud_threshold`` (``None``: argmax)."""
     predictor = WindowedPredictor.from_checkpoint(checkpoint)
-    real, _ = score_model(prepared, model_predict(predictor))
-    return {"real": real, "sim_iou": sim_test_iou(predictor, sim_test)}
+    rule = MaskRule(cloud_threshold=cloud_threshold)
+    real, _ = score_model(prepared, model_predict(predictor, rule))
+    return {"real": real, "sim_iou": sim_test_iou(predictor, sim_test, rule),
+            "cloud_threshold": cloud_threshold}  # fmt: skip
+
+
+def label(run: dict) -> str:
+    """A table row's name: the arm, its overrides and its decision rule when not argmax."""
+    parts = [run["arm"], *run.get("overrides", [])]
+    if run.get("cloud_threshold") is not None:
+        parts.append(f"cloud >= {run['cloud_threshold']:g}")
+    return ", ".join(parts)
 
 
 def colour(mask: np.ndarray) -> np.ndarray:
@@ -162,7 +188,7 @@ def markdown(report: dict) -> str:
         "Generated by `experiments/real_training/ablation.py`; do not edit by hand.", "",
         f"Command (the last; every run's `score.json` under `--runs` is collected, see README.md "
         f"for the whole sequence): `{report['command']}`  ", f"Machine: {report['machine']}  ",
-        f"Epochs per run: {report['epochs']} (`experiment=demo` otherwise); one seed (42), so "
+        "Epochs: per row (`experiment=demo` otherwise, which trains 20); one seed (42), so "
         "differences of a few hundredths are within run-to-run spread.", "",
         "Real yardstick (`yardstick.py`): east halves of the real scenes of `--realdata` (the "
         "west halves feed the library and backgrounds), the project's consensus scoring "
@@ -187,7 +213,7 @@ def markdown(report: dict) -> str:
     for name, result in report["detectors"].items():
         lines.append(f"| {name} (vs others) | native | - | - | {real_columns(result)}")
     for run in report["runs"]:
-        lines.append(f"| {run['arm']} ({run.get('epochs', report['epochs'])} ep.) | "
+        lines.append(f"| {label(run)} ({run.get('epochs', report['epochs'])} ep.) | "
                      f"{run['bands']} | {run['scenes']} | {fmt(run['sim_iou'])} | "
                      f"{real_columns(run['real'])}")  # fmt: skip
     lines += ["", f"Overlays (`overlays/`, best arm `{report['best']}`): RGB, consensus reference, "
@@ -206,6 +232,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--bands", type=int, nargs="+", default=[6], choices=sorted(BAND_SETS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--overrides", nargs="+", default=[], help="more Hydra overrides")
+    parser.add_argument("--tag", default="", help="run folder suffix naming --overrides")
+    parser.add_argument("--cloud-threshold", type=float, default=None,
+                        help="score with MaskRule(cloud_threshold=...) instead of argmax")  # fmt: skip
     parser.add_argument(
         "--rescore", action="store_true", help="score the runs already trained again (no training)"
     )
@@ -221,31 +251,38 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared, contended)",
         "detectors": score_detectors(prepared), "runs": [],
     }  # fmt: skip
+    if bool(args.overrides) != bool(args.tag):
+        parser.error("--overrides and --tag go together (the tag names the run folder).")
     for n_bands in args.bands:
         for arm in args.arms:
-            score = Path(args.runs) / run_name(arm, n_bands, args.epochs) / "score.json"
+            run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs, args.tag)
+            score = run_dir / score_name(args.cloud_threshold)
             if score.exists() and not args.rescore:
                 continue
             if args.rescore and not score.exists():
                 continue  # --rescore scores what was trained, it trains nothing
             sources = [s.format(sim=args.sim_test, data=args.data) for s in ARMS[arm]]
             run = train(arm, n_bands, sources, args)
-            run.update(arm=arm, bands=n_bands, epochs=args.epochs)
-            run.update(score_checkpoint(run["checkpoint"], prepared, args.sim_test))
+            run.update(arm=arm, bands=n_bands, epochs=args.epochs, overrides=args.overrides)
+            run.update(score_checkpoint(run["checkpoint"], prepared, args.sim_test,
+                                        args.cloud_threshold))  # fmt: skip
             score.write_text(json.dumps(run, indent=1))
-            print(f"{arm} {n_bands}: sim {run['sim_iou']} real {run['real']}", flush=True)
-    runs = [json.loads(path.read_text()) for path in Path(args.runs).glob("*/score.json")]
-    for label, checkpoint in args.checkpoint:
+            print(f"{label(run)} {n_bands}: sim {run['sim_iou']} real {run['real']}", flush=True)
+    runs = [json.loads(path.read_text()) for path in Path(args.runs).glob("*/score*.json")]
+    for name, checkpoint in args.checkpoint:
         n_bands = len(WindowedPredictor.from_checkpoint(checkpoint).bands)
-        runs.append({"arm": label, "bands": n_bands, "checkpoint": checkpoint, "scenes": "-",
+        runs.append({"arm": name, "bands": n_bands, "checkpoint": checkpoint, "scenes": "-",
                      "epochs": 20, **score_checkpoint(checkpoint, prepared, args.sim_test)})  # fmt: skip
     order = {arm: index for index, arm in enumerate(ARMS)}
-    report["runs"] = sorted(runs, key=lambda r: (r["bands"], order.get(r["arm"], -1)))
+    report["runs"] = sorted(runs, key=lambda r: (
+        r["bands"], order.get(r["arm"], -1), r["epochs"], r.get("overrides", []),
+        r.get("cloud_threshold") or 0.0))  # fmt: skip
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
-    report["best"] = f"{best['arm']} ({best['bands']} bands)"
+    report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
     predictor = WindowedPredictor.from_checkpoint(best["checkpoint"])
-    _, predictions = score_model(prepared, model_predict(predictor))
+    rule = MaskRule(cloud_threshold=best.get("cloud_threshold"))
+    _, predictions = score_model(prepared, model_predict(predictor, rule))
     overlays = args.out / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)
     for item in prepared:
