@@ -42,3 +42,32 @@ def test_demo_data_without_real_scenes_is_simulated_only(small_recipe, tmp_path,
     mix = demo.prepare_demo_data(tmp_path / "demo", tmp_path / "absent", 0)
     assert set(read_manifest(mix.parent)["label_source"]) == {"simulated"}
     assert "simulated only" in capsys.readouterr().out
+
+
+def test_demo_data_rebuilds_a_step_whose_setting_changed(realdata, monkeypatch, tmp_path, capsys):
+    """More renders per background (6 -> 24 in the real recipe) rebuild the backgrounds, never
+    reuse the old ones; the unchanged simulated step is kept."""
+    recipe = {**SMALL, "library": False, "curated": False}
+    monkeypatch.setattr(demo, "DEMO_RECIPE", recipe)
+    out = tmp_path / "demo"
+    mix = demo.prepare_demo_data(out, realdata / "eolearn-5dates", 0)
+    backgrounds = read_manifest(out / "backgrounds")
+    assert (out / "backgrounds.recipe.json").exists()
+    capsys.readouterr()
+    monkeypatch.setattr(demo, "DEMO_RECIPE", {**recipe, "renders": 2})
+    demo.prepare_demo_data(out, realdata / "eolearn-5dates", 0)
+    printed = capsys.readouterr().out
+    assert "backgrounds was built with" in printed and "building it again" in printed
+    assert "2/5" not in printed  # the simulated scenes did not change
+    again = read_manifest(out / "backgrounds")
+    assert len(again) == 2 * len(backgrounds)
+    assert set(read_manifest(mix.parent)["scene_id"]) >= set(again["scene_id"])
+
+
+def test_default_renders_are_the_ablation_winner_in_the_recipe_and_the_command():
+    from cloudseg.data.realdata.backgrounds import DEFAULT_RENDERS
+    from cloudseg.data.realdata.cli import build_parser
+
+    assert demo.DEMO_RECIPE["renders"] == DEFAULT_RENDERS == 24  # +backgrounds-r24
+    args = build_parser().parse_args(["backgrounds", "--source", "s", "--out", "o"])
+    assert args.renders == DEFAULT_RENDERS

@@ -47,6 +47,10 @@ MIN_SIZE_PX = 64
 WORLD_SPAN_PX = 20_000  # world offsets are drawn in this range (different cloud fields)
 SUN_AZIMUTH = (100.0, 170.0)
 SUN_ELEVATION = (25.0, 65.0)
+#: Atmospheres rendered per background view. 24 won the real-scene ablation over 6
+#: (experiments/real_training/ablation.md, 6 bands, 20 epochs: real cloud IoU 0.483 -> 0.566,
+#: soil/water false alarms 10.5 % -> 5.2 %, simulated IoU unchanged at 0.918).
+DEFAULT_RENDERS = 24
 
 
 def render_on_background(
@@ -116,7 +120,7 @@ def background_views(scene: LoadedScene, gsds: tuple[int, ...]):
 def write_background_set(
     scenes: list[LoadedScene],
     out: str | os.PathLike,
-    renders_per_view: int = 4,
+    renders_per_view: int = DEFAULT_RENDERS,
     seed: int = 0,
     gsds: tuple[int, ...] = (20, 30, 60),
     verbose: bool = True,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.mix import write_mixed_dataset
-from cloudseg.data.realdata.backgrounds import write_background_set
+from cloudseg.data.realdata.backgrounds import DEFAULT_RENDERS, write_background_set
 from cloudseg.data.realdata.build_library import build_library
 from cloudseg.data.realdata.curated import write_curated_set
 from cloudseg.data.realdata.demo import CURATION_LIST, prepare_demo_data
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     backgrounds = commands.add_parser(
         "backgrounds", help="simulated clouds rendered on real clear backgrounds (a dataset)"
     )
-    backgrounds.add_argument("--renders", type=int, default=4, help="atmospheres per view")
+    backgrounds.add_argument("--renders", type=int, default=DEFAULT_RENDERS,
+                             help=f"atmospheres per view (default {DEFAULT_RENDERS})")  # fmt: skip
     backgrounds.add_argument(
         "--gsd", type=int, nargs="*", choices=SUPPORTED_GSD_M, default=[20, 30, 60],
         help="coarser GSDs to also render fine scenes at (block-averaged)",
