@@ -94,6 +94,7 @@ NIR_BANDS = ("B08", "B8A")
 SWIR_BANDS = ("B11", "B12")
 CIRRUS_BANDS = ("B10",)
 GREEN_BANDS = ("B03",)
+RED_BANDS = ("B04",)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,12 @@ class TemporalTest:
         strong: a departure of this many thresholds is ``STRONG``.
         passes: full background estimates after the screen; each later one drops the views the
             last one flagged (1 measured as good as 2 on the demo tiles, at less cost).
+        haze_ratio: the haze guard (``None``: off). A view whose blue brightened but whose red
+            (B04) brightened by less than ``haze_ratio`` times as much is haze-like (aerosol
+            path reflectance falls with wavelength; a cloud is nearly flat across the visible)
+            and not a cloud by the blue test (B10 still flags cirrus). On a hazy desert it keeps
+            most clear views the test drops, and lets more thin cloud through
+            (``experiments/temporal``).
     """
 
     min_dates: int = 15
@@ -135,6 +142,7 @@ class TemporalTest:
     match: float = 0.5
     strong: float = 2.0
     passes: int = 1
+    haze_ratio: float | None = None
 
     def __post_init__(self) -> None:
         key = "masks.temporal_test"
@@ -157,6 +165,10 @@ class TemporalTest:
             )
         if self.passes < 1:
             raise ValueError(f"{key}.passes={self.passes} must be >= 1.")
+        if self.haze_ratio is not None and not 0 < self.haze_ratio <= 1:
+            raise ValueError(
+                f"{key}.haze_ratio={self.haze_ratio} must lie in (0, 1] (or null: no haze guard)."
+            )
 
     def record(self) -> dict[str, float | int]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -171,6 +183,7 @@ class TemporalBands:
     swir: int | None
     cirrus: int | None
     green: int | None
+    red: int | None = None
 
     @classmethod
     def resolve(cls, bands: tuple[str, ...]) -> TemporalBands:
@@ -186,7 +199,8 @@ class TemporalBands:
                 f"({'/'.join(NIR_BANDS)}) among the composite's bands {list(bands)}; add them to "
                 "composite.bands or set masks.temporal=none."
             )
-        return cls(blue, nir, first(SWIR_BANDS), first(CIRRUS_BANDS), first(GREEN_BANDS))
+        return cls(blue, nir, first(SWIR_BANDS), first(CIRRUS_BANDS), first(GREEN_BANDS),
+                   first(RED_BANDS))  # fmt: skip
 
     def used(self) -> tuple[int, ...]:
         return tuple(i for i in (self.blue, self.nir, self.swir, self.cirrus) if i is not None)
@@ -245,16 +259,18 @@ MATCH_LOW, MATCH_HIGH, FLAG_AT, STRONG_AT = range(4)
 
 
 @njit(parallel=True, cache=True)
-def _score(stack, test_bands, limits, snow_ndsi, cloud_only, out):
+def _score(stack, test_bands, limits, snow_ndsi, haze_ratio, haze, cloud_only, out):
     """``out[t, y, x]``: the verdict of each observation, by comparisons with ``limits``.
 
-    test_bands: int64 [blue, nir, swir, cirrus, green] indices into the stack's bands, -1 where
-    absent; limits: ``(4 test bands, 4, h, w)`` float32 DN (see :func:`limits`). A view is cloud
-    where blue >= its flag limit (unless snow-like) or B10 >= its; shadow where NIR <= its flag
-    limit and the SWIR is below its centre; it matches where every test band is in its match range.
+    test_bands: int64 [blue, nir, swir, cirrus, green, red] indices into the stack's bands, -1
+    where absent; limits: ``(4 test bands, 4, h, w)`` float32 DN (see :func:`limits`). A view is
+    cloud where blue >= its flag limit (unless snow-like, or haze-like: red brightened by less than
+    ``haze_ratio`` x blue above their centres ``haze`` (2, h, w) DN; 0 = no guard) or B10 >= its;
+    shadow where NIR <= its flag limit and the SWIR is below its centre; it matches where every
+    test band is in its match range.
     """
     n_dates, _, height, width = stack.shape
-    blue, nir, swir, cirrus, green = test_bands
+    blue, nir, swir, cirrus, green, red = test_bands
     for y in prange(height):
         for t in range(n_dates):  # x innermost: contiguous reads
             for x in range(width):
@@ -263,6 +279,10 @@ def _score(stack, test_bands, limits, snow_ndsi, cloud_only, out):
                 level = 0  # 0 none, 1 flag, 2 strong
                 if b >= limits[0, FLAG_AT, y, x]:
                     level = 2 if b >= limits[0, STRONG_AT, y, x] else 1
+                    if haze_ratio > 0 and red >= 0:
+                        rise = np.float32(stack[t, red, y, x]) - haze[1, y, x]
+                        if rise < haze_ratio * (b - haze[0, y, x]):
+                            level = 0  # haze-like: not a cloud by the blue test
                 s = np.float32(0.0)
                 if swir >= 0:
                     s = np.float32(stack[t, swir, y, x])
@@ -351,9 +371,20 @@ def score(
     out = np.empty((stack.shape[0], *stack.shape[2:]), np.uint8)
     index = np.array(
         [-1 if b is None else b for b in (bands.blue, bands.nir, bands.swir, bands.cirrus,
-                                          bands.green)], np.int64)  # fmt: skip
-    _score(stack, index, limits(bands, bg, test), np.float32(test.snow_ndsi), cloud_only, out)
+                                          bands.green, bands.red)], np.int64)  # fmt: skip
+    guard = haze_bands(bands, test)
+    haze = np.zeros((2, *stack.shape[2:]), np.float32)
+    if guard:
+        haze[:] = np.stack([bg.centre[bands.blue], bg.centre[bands.red]]) * np.float32(DN_SCALE)
+    ratio = np.float32(test.haze_ratio if guard else 0.0)
+    limits_dn = limits(bands, bg, test)
+    _score(stack, index, limits_dn, np.float32(test.snow_ndsi), ratio, haze, cloud_only, out)
     return out
+
+
+def haze_bands(bands: TemporalBands, test: TemporalTest) -> tuple[int, ...]:
+    """The red band the haze guard also needs a background of (empty: no guard)."""
+    return (bands.red,) if test.haze_ratio is not None and bands.red is not None else ()
 
 
 def verdicts(
@@ -379,12 +410,13 @@ def verdicts(
     base = base_set(valid, clear, test.min_clear)
     log_bands = tuple(b for b in (bands.nir, bands.swir) if b is not None)
     cloud_bands = tuple(b for b in (bands.blue, bands.cirrus) if b is not None)
+    cloud_bands += haze_bands(bands, test)
     # The dark-side screen: clouds found against the lower quartile leave the base set.
     bg = background(stack, base, cloud_bands, log_bands, DARK_SIDE)
     out = score(stack, bands, bg, test, cloud_only=True)
     for _ in range(test.passes):
         base = base_set(base, out < FLAG, test.min_clear)  # where enough views are left
-        bg = background(stack, base, bands.used(), log_bands)
+        bg = background(stack, base, bands.used() + haze_bands(bands, test), log_bands)
         out = score(stack, bands, bg, test, cloud_only=False)
     trusted |= stable(bands, bg, test)  # a stable stack is its own clear background
     enough = (valid.sum(axis=0) >= test.min_dates) & trusted

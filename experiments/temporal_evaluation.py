@@ -26,7 +26,7 @@ difference and share of values differing by more than ``SEAM_TOLERANCE``, as ``s
 
 The test's ``k`` and ``cloud_floor`` were chosen on :data:`TUNING_SITES`; every other site is
 held out, the demo's ``sim-site09`` among them. On the tuning sites, :func:`sweep` shows what
-``k``, ``cloud_floor`` and ``match`` trade.
+``k``, ``cloud_floor``, ``match`` and the haze guard trade.
 
 Real (no truth): ``--realdata`` is eo-learn's 5-date Slovenian series (scenes 0-1 cloudy, 2-4
 clear by s2cloudless), written as one COG per date so every mask producer reads it as a scene.
@@ -83,12 +83,15 @@ from composite.temporal_rules import (
 
 Q = 25.0
 #: (row name, mask source, rule) in table order.
+#: (row name, mask source, rule, test settings changed from the defaults) in table order.
+HAZE_GUARD = {"haze_ratio": 0.8}
 CASES = (
-    ("none", "none", "none"),
-    ("model", "model", "none"),
-    ("temporal alone (union)", "none", "union"),
-    ("temporal alone (vote)", "none", "vote"),
-    *((f"model + temporal ({rule})", "model", rule) for rule in TEMPORAL_RULES[1:]),
+    ("none", "none", "none", {}),
+    ("model", "model", "none", {}),
+    ("temporal alone (union)", "none", "union", {}),
+    ("temporal alone (vote)", "none", "vote", {}),
+    *((f"model + temporal ({rule})", "model", rule, {}) for rule in TEMPORAL_RULES[1:]),
+    ("model + temporal (veto, haze guard 0.8)", "model", "veto", HAZE_GUARD),
 )
 #: Goals of issue 16 for the model + temporal default on both demo tiles.
 GOAL_CLOUD, GOAL_SHADOW = 0.001, 0.005
@@ -100,7 +103,12 @@ DEMO_SITE = "sim-site09"
 REAL_CLEAR_DATES = (2, 3, 4)
 REAL_SOURCES = ("none", "model", "ukis", "s2cloudless")
 #: The settings :func:`sweep` crosses on the tuning sites (the defaults among them).
-SWEEP = {"k": (1.75, 2.5, 3.5), "cloud_floor": (0.0375, 0.06), "match": (0.5, 0.8)}
+SWEEP = {
+    "k": (1.75, 2.5, 3.5),
+    "cloud_floor": (0.0375, 0.06),
+    "match": (0.5, 0.8),
+    "haze_ratio": (None, 0.8),
+}
 #: Reflectance difference counted in the seam's ``share_over_tol`` (``evaluation.seam_tolerance``).
 SEAM_TOLERANCE = 0.01
 
@@ -170,7 +178,7 @@ def overlap_composite(dn: np.ndarray, excluded: np.ndarray, window: list[int]) -
 
 def sweep(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> list[dict[str, Any]]:
     """Model + temporal (veto) on one tile pair for each setting of :data:`SWEEP` (the others
-    at ``test``'s values): what ``k``, ``cloud_floor`` and ``match`` trade."""
+    at ``test``'s values): what they trade."""
     layout = json.loads((folder / "tiles.json").read_text())
     tiles = {
         tile: tile_observations(folder / tile, ckpt, cache, "model") for tile in layout["tiles"]
@@ -203,15 +211,16 @@ def site_measures(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> d
         for source in ("none", "model"):
             dn, mask, classes, bands = tile_observations(folder / tile, ckpt, cache, source)
             valid = valid_observations(dn)
-            started = time.perf_counter()
-            verdict = verdicts(dn, TemporalBands.resolve(bands), ~mask, test)
-            seconds = time.perf_counter() - started
-            if source == "model":
-                default = combine(DEFAULT_RULE, mask, verdict)
-                excluded_by[tile] = ExclusionSources.of(mask, verdict, default, valid).totals()
-            for name, case_source, rule in CASES:
+            for name, case_source, rule, changes in CASES:
                 if case_source != source:
                     continue
+                started = time.perf_counter()
+                settings = dataclasses.replace(test, **changes)
+                verdict = verdicts(dn, TemporalBands.resolve(bands), ~mask, settings)
+                seconds = time.perf_counter() - started
+                if source == "model" and rule == DEFAULT_RULE and not changes:
+                    default = combine(DEFAULT_RULE, mask, verdict)
+                    excluded_by[tile] = ExclusionSources.of(mask, verdict, default, valid).totals()
                 excluded = combine(rule, mask, verdict)
                 rows[tile][name] = {
                     **exclusion_measures(dn, excluded, classes),
@@ -304,8 +313,8 @@ def markdown(record: dict[str, Any]) -> str:
         lines += ["", "| model + temporal rule | residual cloud < 0.001 | residual shadow < 0.005 "
                   "| drops fewer clear views than the model alone | seam no larger than the "
                   "model alone's |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
-        for rule in TEMPORAL_RULES[1:]:
-            name = f"model + temporal ({rule})"
+        for name in (case[0] for case in CASES if case[1] == "model" and case[2] != "none"):
+            rule = name.removeprefix("model + temporal (").removesuffix(")")
             tables = site["tiles"].values()
             met = (
                 all(rows[name]["residual_cloud"] < GOAL_CLOUD for rows in tables),
@@ -336,20 +345,20 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             f"### What the settings trade: model + temporal (veto) on {site}, the tuning site",
             "",
-            "Each row changes `k`, `cloud_floor` and `match` (the others as above); values are "
-            "tile a / tile b. Lower `k` or `cloud_floor` catch more thin cloud and drop more "
-            "clear (hazy) views; a larger `match` gives back more single-date calls.",
+            f"Each row changes {', '.join(f'`{name}`' for name in SWEEP)} (the others as above); "
+            "values are tile a / tile b. Lower `k` or `cloud_floor` catch more thin cloud and drop "
+            "more clear (hazy) views; a larger `match` gives back more single-date calls; the "
+            "haze guard (`haze_ratio`, None: off) keeps haze-like views.",
             "",
-            "| k | cloud_floor | match | residual cloud | residual shadow | clear dropped "
+            "| " + " | ".join(SWEEP) + " | residual cloud | residual shadow | clear dropped "
             "| seam MAE |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| " + " | ".join("---:" for _ in range(len(SWEEP) + 4)) + " |",
         ]
         for row in rows:
             pair = functools.partial(slash, row["tiles"])
-            settings = row["settings"]
+            settings = " | ".join(str(row["settings"][name]) for name in SWEEP)
             lines.append(
-                f"| {settings['k']} | {settings['cloud_floor']} | {settings['match']} | "
-                f"{pair('residual_cloud')} | {pair('residual_shadow')} | "
+                f"| {settings} | {pair('residual_cloud')} | {pair('residual_shadow')} | "
                 f"{pair('clear_dropped', 3)} | {row['seam']['mae']:.5f} |"
             )
         lines.append("")

@@ -61,7 +61,7 @@ def test_temporal_evaluation_record_runs_small(tmp_path):
     (site,) = record["sites"].values()
     assert site["site"] == "sim-site01" and set(site["tiles"]) == {"tile_a", "tile_b"}
     assert "model + temporal (veto)" in site["seam"]
-    assert len(record["sweep"]["sim-site01"]) == 12
+    assert len(record["sweep"]["sim-site01"]) == 24
     assert (tmp_path / "record" / "exclusion_sources.png").is_file()
     assert "### sim-site01 (tuning site" in (tmp_path / "record" / "README.md").read_text()
     if series.is_dir():

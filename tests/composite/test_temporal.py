@@ -170,3 +170,28 @@ def test_bands_without_blue_or_nir_are_refused():
         TemporalBands.resolve(("B04", "B08"))
     bands = TemporalBands.resolve(("B02", "B04", "B08"))
     assert (bands.swir, bands.cirrus, bands.green) == (None, None, None)
+
+
+def test_haze_guard_keeps_hazy_views_and_still_flags_clouds():
+    """Haze adds more light in the blue than in the red (aerosol path reflectance falls with
+    wavelength); a cloud brightens both alike. With ``haze_ratio`` a view whose red rose by less
+    than that share of its blue's rise is not a cloud by the blue test; without it, it is."""
+    bands = ("B02", "B03", "B04", "B08", "B11")
+    clear = np.array([0.06, 0.08, 0.05, 0.30, 0.17])  # vegetation
+    rng = np.random.default_rng(21)
+    pixel = clear * (1 + 0.02 * rng.standard_normal((N_DATES, len(bands))))
+    pixel[5] += (0.08, 0.065, 0.04, 0.02, 0.005)  # haze: red rose by half the blue's rise
+    pixel[9] = 0.3 * np.array([0.55, 0.55, 0.55, 0.52, 0.40]) + 0.7 * pixel[9]  # thin cloud
+    stack = to_stack([pixel])
+    clear_views = np.ones((N_DATES, 1, 1), bool)
+
+    def flags(**settings):
+        test = TemporalTest(**settings)
+        return verdicts(stack, TemporalBands.resolve(bands), clear_views, test)[:, 0, 0] >= FLAG
+
+    assert flags()[5] and flags()[9]
+    guarded = flags(haze_ratio=0.8)
+    assert not guarded[5] and guarded[9]
+    assert guarded.sum() == 1
+    with pytest.raises(ValueError, match="haze_ratio=1.5"):
+        TemporalTest(haze_ratio=1.5)

@@ -147,3 +147,11 @@ def test_masks_temporal_picks_the_rule_and_veto_is_the_default(tmp_path, overrid
     settings = settings_from_config(cfg).masks.temporal_settings
     assert settings == TemporalSettings(rule=rule)
     assert (settings.skip_reason(100) is None) == (rule != "none")
+
+
+def test_haze_ratio_reaches_the_composite_from_the_command_line(tmp_path):
+    cfg = compose_composite(
+        [f"stack.source={tmp_path}", "masks.source=scl", "masks.temporal_test.haze_ratio=0.8"],
+        tmp_path,
+    )
+    assert settings_from_config(cfg).masks.temporal_settings.test.haze_ratio == 0.8
