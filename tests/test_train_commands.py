@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,17 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch import Trainer
 from omegaconf import OmegaConf
+from wandb.proto import wandb_internal_pb2 as pb
 
 from cloudseg.training import train
 from helpers.configs import compose_resolved
-from helpers.training import TINY_SHRINK, compose_train, read_wandb_records, wandb_history
+from helpers.training import (
+    TINY_SHRINK,
+    compose_train,
+    parse_wandb_log,
+    read_wandb_records,
+    wandb_history,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,3 +108,20 @@ def test_monitor_metric_override_moves_the_checkpoint_monitor():
     cfg = compose_resolved(["monitor.metric=val/miou"])
     assert cfg.callbacks.model_checkpoint.monitor == "val/miou"
     assert cfg.callbacks.model_checkpoint.mode == "max"
+
+
+def test_a_wandb_log_read_mid_write_yields_its_whole_records():
+    """The offline log is read while wandb-core may still append to it: a record cut off at the
+    end of the file is left for the next read instead of failing to parse."""
+
+    def chunk(record: pb.Record) -> bytes:
+        payload = record.SerializeToString()
+        return struct.pack("<IHB", 0, len(payload), 1) + payload
+
+    first, second = pb.Record(), pb.Record()
+    first.history.item.add(key="epoch", value_json="1")
+    second.history.item.add(key="epoch", value_json="2")
+    log = struct.pack("<4sHB", b":W&B", 0xBEE1, 0) + chunk(first) + chunk(second)
+    assert len(parse_wandb_log(log)) == 2
+    (whole,) = parse_wandb_log(log[:-3])
+    assert whole.history.item[0].value_json == "1"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from affine import Affine
+from google.protobuf.message import DecodeError
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -117,7 +118,12 @@ def read_wandb_records(run_dir: Path, timeout_s: float = 30.0) -> list[pb.Record
     previous = None
     while True:
         data = path.read_bytes()
-        records = parse_wandb_log(data)
+        try:
+            records = parse_wandb_log(data)
+        except DecodeError:  # read mid-write: a record not yet whole
+            if time.monotonic() > deadline:
+                raise
+            records = []
         finished = any(record.WhichOneof("record_type") == "exit" for record in records)
         if (finished and data == previous) or time.monotonic() > deadline:
             return records
@@ -142,6 +148,8 @@ def parse_wandb_log(data: bytes) -> list[pb.Record]:
         if room < 7 or (length == 0 and kind == 0):
             position += room
             continue
+        if position + 7 + length > len(data):
+            break  # the file ends inside this chunk: wandb is still writing it
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):
