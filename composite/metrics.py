@@ -324,7 +324,13 @@ def seam_error(
             f"The overlap of {composite_a} and {composite_b} is not pixel-aligned "
             f"({values[0].shape} vs {values[1].shape}); use one grid origin for both tiles."
         )
-    difference = values[0] - values[1]
+    return {**seam_statistics(values[0], values[1], tolerance), "seam_decimation": factor}
+
+
+def seam_statistics(first: np.ndarray, second: np.ndarray, tolerance: float) -> dict[str, float]:
+    """The ``seam_*`` measures of two ``(bands, h, w)`` reflectance arrays of one overlap (NaN
+    where a composite has no value): compared where both have one."""
+    difference = first - second
     valid = np.isfinite(difference)
     if not valid.any():
         raise ValueError("The overlapping composites share no valid pixel.")
@@ -335,5 +341,4 @@ def seam_error(
         "seam_rmse": float(np.sqrt(np.mean(absolute**2))),
         "seam_p99_abs": float(np.percentile(absolute, 99)),
         "seam_share_over_tol": float(np.mean(absolute > tolerance)),
-        "seam_decimation": factor,
     }

@@ -67,7 +67,7 @@ from composite.cluster import LocalExecutor
 from composite.driver import CompositeSettings, make_job, read_window_observations
 from composite.evidence.truth import find_truth, read_truth_masks, stack_truth_indices
 from composite.masking import COMPOSITE_INFERENCE, MaskSettings, prepare_masks
-from composite.metrics import composite_truth_contamination
+from composite.metrics import composite_truth_contamination, seam_statistics
 from composite.output_grid import composite_bands, output_grid
 from composite.percentile import masked_percentile
 from composite.stack import StackSettings, build_stack
@@ -109,13 +109,14 @@ SWEEP = {
     "match": (0.5, 0.8),
     "haze_ratio": (None, 0.8),
 }
-#: Reflectance difference counted in the seam's ``share_over_tol`` (``evaluation.seam_tolerance``).
+#: Reflectance difference counted in ``seam_share_over_tol`` (``evaluation.seam_tolerance``).
 SEAM_TOLERANCE = 0.01
 
 
-def tile_observations(tile: Path, ckpt: str, cache: Path, source: str):
-    """``(dn, single-date exclusion, truth classes, bands)`` of one simulated tile on the
-    composite's grid, the whole tile as one window."""
+@functools.lru_cache(maxsize=2)  # one tile pair: the tuning site's sweep reuses its reads
+def tile_observations(tile: Path, ckpt: str, cache: Path):
+    """``(dn, the model's single-date exclusion, truth classes, bands)`` of one simulated tile on
+    the composite's grid, the whole tile as one window (masks ``none`` exclude nothing)."""
     stack = build_stack(StackSettings(source=str(tile)), progress=False)
     truth = find_truth(str(tile), stack)
     if truth is None:
@@ -127,8 +128,8 @@ def tile_observations(tile: Path, ckpt: str, cache: Path, source: str):
     grid = output_grid(stack, settings, bands)
     classes = read_truth_masks(truth, stack_truth_indices(stack, truth), grid)
     mask_settings = MaskSettings(
-        source=source,
-        checkpoint=ckpt if source == "model" else None,
+        source="model",
+        checkpoint=ckpt,
         cache_dir=str(cache),
         inference=dataclasses.replace(COMPOSITE_INFERENCE, resolution=20.0),
     )
@@ -139,13 +140,8 @@ def tile_observations(tile: Path, ckpt: str, cache: Path, source: str):
 
 
 def seam(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
-    """Mean absolute difference of two overlapping composites and the share over tolerance."""
-    difference = np.abs(first.astype(np.float64) - second.astype(np.float64))
-    valid = np.isfinite(difference)
-    return {
-        "mae": float(difference[valid].mean()),
-        "share_over_tol": float(np.mean(difference[valid] > SEAM_TOLERANCE)),
-    }
+    """The composite evidence's ``seam_*`` measures of two overlapping composites."""
+    return seam_statistics(first.astype(np.float64), second.astype(np.float64), SEAM_TOLERANCE)
 
 
 def exclusion_measures(
@@ -180,9 +176,7 @@ def sweep(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> list[dict
     """Model + temporal (veto) on one tile pair for each setting of :data:`SWEEP` (the others
     at ``test``'s values): what they trade."""
     layout = json.loads((folder / "tiles.json").read_text())
-    tiles = {
-        tile: tile_observations(folder / tile, ckpt, cache, "model") for tile in layout["tiles"]
-    }
+    tiles = {tile: tile_observations(folder / tile, ckpt, cache) for tile in layout["tiles"]}
     out = []
     for values in itertools.product(*SWEEP.values()):
         settings = dataclasses.replace(test, **dict(zip(SWEEP, values, strict=True)))
@@ -208,9 +202,9 @@ def site_measures(folder: Path, ckpt: str, cache: Path, test: TemporalTest) -> d
     for tile in layout["tiles"]:
         window = layout["overlap_windows"][tile]
         rows[tile] = {}
-        for source in ("none", "model"):
-            dn, mask, classes, bands = tile_observations(folder / tile, ckpt, cache, source)
-            valid = valid_observations(dn)
+        dn, model_mask, classes, bands = tile_observations(folder / tile, ckpt, cache)
+        valid = valid_observations(dn)
+        for source, mask in (("none", np.zeros_like(model_mask)), ("model", model_mask)):
             for name, case_source, rule, changes in CASES:
                 if case_source != source:
                     continue
@@ -307,8 +301,8 @@ def markdown(record: dict[str, Any]) -> str:
             cut = site["seam"][name]
             lines.append(
                 f"| {name} | {pair('residual_cloud')} | {pair('residual_shadow')} | "
-                f"{pair('clear_dropped', 3)} | {pair('no_valid')} | {cut['mae']:.5f} | "
-                f"{cut['share_over_tol']:.4f} | {pair('test_seconds', 1)} |"
+                f"{pair('clear_dropped', 3)} | {pair('no_valid')} | {cut['seam_mae']:.5f} | "
+                f"{cut['seam_share_over_tol']:.4f} | {pair('test_seconds', 1)} |"
             )
         lines += ["", "| model + temporal rule | residual cloud < 0.001 | residual shadow < 0.005 "
                   "| drops fewer clear views than the model alone | seam no larger than the "
@@ -322,7 +316,7 @@ def markdown(record: dict[str, Any]) -> str:
                 all(
                     rows[name]["clear_dropped"] < rows["model"]["clear_dropped"] for rows in tables
                 ),
-                site["seam"][name]["mae"] <= site["seam"]["model"]["mae"],
+                site["seam"][name]["seam_mae"] <= site["seam"]["model"]["seam_mae"],
             )
             lines.append(f"| {rule} | " + " | ".join("yes" if m else "no" for m in met) + " |")
         lines.append("")
@@ -359,7 +353,7 @@ def markdown(record: dict[str, Any]) -> str:
             settings = " | ".join(str(row["settings"][name]) for name in SWEEP)
             lines.append(
                 f"| {settings} | {pair('residual_cloud')} | {pair('residual_shadow')} | "
-                f"{pair('clear_dropped', 3)} | {row['seam']['mae']:.5f} |"
+                f"{pair('clear_dropped', 3)} | {row['seam']['seam_mae']:.5f} |"
             )
         lines.append("")
     real = record.get("real")
