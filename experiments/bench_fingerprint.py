@@ -5,7 +5,7 @@
 
 Simulates ``cloudfree-simulate stack --n-dates 100 --size S`` into a temporary folder, then, per
 size, times (repeats: ``--repeats``, median and range) the BLAKE2b digest of every scene file
-(:func:`composite.fingerprint.file_digest`, what keys the mask cache now), the path/size/mtime
+(:func:`cloudseg.digests.file_digest`, what keys the mask cache now), the path/size/mtime
 ``stat`` it replaced, and the whole stack assembly (:func:`composite.stack.build_stack`, which
 opens every scene and fingerprints it). Files are in the page cache after the first pass (a
 cold read from disk adds the disk's read time). Writes experiments/fingerprint_cost.md.
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloudseg.data.simulate import write_stack
+from cloudseg.digests import file_digest
 from composite.stack import StackSettings, build_stack
-from composite.stack.fingerprint import file_digest
 
 RECORD = Path(__file__).with_name("fingerprint_cost.md")
 

@@ -33,10 +33,10 @@ PRODUCERS = ("ukis", "s2cloudless", "scl", "threshold")
 
 def checkpoint_summary(path: str) -> dict:
     from cloudseg.checkpoint import read_checkpoint_metadata
-    from cloudseg.inference.producers.model import file_sha256
+    from cloudseg.digests import file_digest
 
     _, metadata = read_checkpoint_metadata(path)
-    return {"path": path, "sha256": file_sha256(path), "bands": list(metadata["bands"])}
+    return {"path": path, "sha256": file_digest(path, "sha256"), "bands": list(metadata["bands"])}
 
 
 def readme(args, argv: list[str], seconds: float, checkpoints: dict, result: dict) -> str:

@@ -22,15 +22,10 @@ from collections.abc import Mapping
 
 import pystac
 
+from cloudseg.digests import file_digest
 from cloudseg.sentinel2.sources import is_remote
 
 CHECKSUM_FIELD = "file:checksum"
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """BLAKE2b (128-bit) of a file's bytes, hex."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def asset_checksums(item: pystac.Item | None) -> dict[str, str]:

@@ -3,6 +3,8 @@ scenes; a band subset trains on it (scenes lacking a band left out)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from cloudseg.data.datamodule import CloudMaskDataModule
@@ -71,3 +73,22 @@ def test_default_renders_are_the_ablation_winner_in_the_recipe_and_the_command()
     assert demo.DEMO_RECIPE["renders"] == DEFAULT_RENDERS == 24  # +backgrounds-r24
     args = build_parser().parse_args(["backgrounds", "--source", "s", "--out", "o"])
     assert args.renders == DEFAULT_RENDERS
+
+
+def test_demo_data_keys_the_real_scenes_by_content(realdata, monkeypatch, tmp_path, capsys):
+    """The same real scenes in another folder reuse the backgrounds; a changed file rebuilds
+    them (a path would miss the change and rebuild on a mere move)."""
+    monkeypatch.setattr(demo, "DEMO_RECIPE", {**SMALL, "library": False, "curated": False})
+    first, second = tmp_path / "a" / "eolearn-5dates", tmp_path / "b" / "eolearn-5dates"
+    shutil.copytree(realdata / "eolearn-5dates", first)
+    out = tmp_path / "demo"
+    demo.prepare_demo_data(out, first, 0)
+    second.parent.mkdir()
+    first.rename(second)
+    capsys.readouterr()
+    demo.prepare_demo_data(out, second, 0)
+    assert "building it again" not in capsys.readouterr().out
+    with (second / "timestamps.json").open("a") as file:
+        file.write("\n")
+    demo.prepare_demo_data(out, second, 0)
+    assert "backgrounds was built with" in capsys.readouterr().out

@@ -10,7 +10,7 @@
     <out>/mix/              the training dataset: a manifest over the folders above
 
 Each step records the settings it was built with next to its output once it has finished
-(``<output>.recipe.json``: recipe, seed, real-scene folder, curation list). A rerun skips a step
+(``<output>.recipe.json``: recipe, seed, a digest of the real-scene folder's files, curation list). A rerun skips a step
 whose record matches and whose output is there; an output built with other settings (say 6
 renders per background instead of 24), left unfinished, or written before records were kept is
 removed and built again, with a line saying so, never silently reused. Without a real-scene
@@ -34,6 +34,7 @@ from cloudseg.data.realdata.curated import write_curated_set
 from cloudseg.data.realdata.scenes import find_real_scenes
 from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.products import write_labeled_set
+from cloudseg.digests import folder_digest
 
 #: What the default training data is made of: the ablation's best 6-band arm, `+backgrounds-r24`
 #: (experiments/real_training/ablation.md): simulated scenes with the built-in spectra at 10 m and
@@ -106,7 +107,7 @@ def prepare_demo_data(
             "REALDATA=<folder of Sentinel-2 scenes> for the real spectral library and backgrounds)."
         )
     scenes = find_real_scenes(real) if real is not None else []
-    source = {"seed": seed, "realdata": str(real.resolve()) if real is not None else None}
+    source = {"seed": seed, "realdata": folder_digest(real) if real is not None else None}
     library = None
     if real is not None and DEMO_RECIPE["library"]:
         step = Step(out / "library.npz", source)

@@ -10,7 +10,6 @@ changes the classes, the rule's thresholds included). The checkpoint is loaded o
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -23,22 +22,12 @@ import numpy as np
 import rasterio
 
 from cloudseg.checkpoint import read_checkpoint_metadata, require_checkpoint_file
+from cloudseg.digests import file_digest
 from cloudseg.inference.predict import output_paths, predict_scene
 from cloudseg.inference.predictor import WindowedPredictor
 from cloudseg.inference.producers.base import MaskProducer
 from cloudseg.inference.spec import InferenceSpec
 from cloudseg.sentinel2.bands import resolve_bands
-
-CHUNK_BYTES = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,7 +74,7 @@ class ModelProducer(MaskProducer):
 
     @cached_property
     def checkpoint_sha256(self) -> str:
-        return file_sha256(self.checkpoint)
+        return file_digest(self.checkpoint, "sha256")
 
     def options(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "inference": asdict(self.inference)}
