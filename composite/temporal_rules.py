@@ -130,6 +130,7 @@ def window_exclusion(
     so a window's result equals the same pixels of the whole grid's."""
     if temporal is None:
         return mask, None
-    verdict = verdicts(stack, TemporalBands.resolve(bands), ~mask, temporal.test)
+    valid = valid_observations(stack)
+    verdict = verdicts(stack, TemporalBands.resolve(bands), ~mask, temporal.test, valid)
     exclude = combine(temporal.rule, mask, verdict)
-    return exclude, ExclusionSources.of(mask, verdict, exclude, valid_observations(stack))
+    return exclude, ExclusionSources.of(mask, verdict, exclude, valid)

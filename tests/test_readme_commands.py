@@ -152,9 +152,9 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
     "stack.max_cloud_cover=60": (
         "tests/composite/test_composite_commands.py::test_composite_a_stac_api_search_by_tile_years_and_months",
     ),
-    "masks.temporal_test.haze_ratio=0.8": (
+    "masks.temporal_test.haze_ratio=null": (
         "tests/composite/test_temporal.py::test_haze_guard_keeps_hazy_views_and_still_flags_clouds",
-        "tests/composite/test_temporal_composite.py::test_haze_ratio_reaches_the_composite_from_the_command_line",
+        "tests/composite/test_temporal_composite.py::test_haze_guard_is_on_by_default_and_off_from_the_command_line",
     ),
     "masks.temporal=veto": (
         "tests/composite/test_temporal_composite.py::test_masks_temporal_picks_the_rule_and_veto_is_the_default",

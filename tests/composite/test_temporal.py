@@ -173,15 +173,22 @@ def test_bands_without_blue_or_nir_are_refused():
 
 
 def test_haze_guard_keeps_hazy_views_and_still_flags_clouds():
-    """Haze adds more light in the blue than in the red (aerosol path reflectance falls with
-    wavelength); a cloud brightens both alike. With ``haze_ratio`` a view whose red rose by less
-    than that share of its blue's rise is not a cloud by the blue test; without it, it is."""
-    bands = ("B02", "B03", "B04", "B08", "B11")
-    clear = np.array([0.06, 0.08, 0.05, 0.30, 0.17])  # vegetation
+    """Haze adds more light in the aerosol band B01 than in the blue and little in the SWIR
+    (aerosol path reflectance grows towards the short wavelengths); a cloud brightens B01 less
+    than the blue, however thin, and a flat veil (eo-learn's real hazy date) brightens the SWIR
+    as much as the blue. With the guard (``haze_ratio``, on by default) the hazy view is not a
+    cloud by the blue test; without it, it is. A strong departure is a cloud whatever its
+    colour."""
+    bands = ("B01", "B02", "B03", "B04", "B08", "B11")
+    clear = np.array([0.09, 0.06, 0.08, 0.05, 0.30, 0.17])  # vegetation, top of atmosphere
     rng = np.random.default_rng(21)
     pixel = clear * (1 + 0.02 * rng.standard_normal((N_DATES, len(bands))))
-    pixel[5] += (0.08, 0.065, 0.04, 0.02, 0.005)  # haze: red rose by half the blue's rise
-    pixel[9] = 0.3 * np.array([0.55, 0.55, 0.55, 0.52, 0.40]) + 0.7 * pixel[9]  # thin cloud
+    haze = np.array([0.055, 0.05, 0.04, 0.03, 0.015, 0.005])
+    pixel[5] = clear + haze  # B01 rose more than the blue
+    flat = np.array([0.55, 0.55, 0.55, 0.55, 0.52, 0.40])
+    pixel[9] = 0.1 * flat + 0.9 * clear  # thin cloud: blue +0.049, B01 +0.046
+    pixel[14] = clear + 2.5 * haze  # dense haze: a strong departure
+    pixel[20] = clear + (0.055, 0.05, 0.05, 0.05, 0.05, 0.05)  # a veil: B01 up, and the SWIR
     stack = to_stack([pixel])
     clear_views = np.ones((N_DATES, 1, 1), bool)
 
@@ -189,9 +196,27 @@ def test_haze_guard_keeps_hazy_views_and_still_flags_clouds():
         test = TemporalTest(**settings)
         return verdicts(stack, TemporalBands.resolve(bands), clear_views, test)[:, 0, 0] >= FLAG
 
-    assert flags()[5] and flags()[9]
-    guarded = flags(haze_ratio=0.8)
-    assert not guarded[5] and guarded[9]
-    assert guarded.sum() == 1
-    with pytest.raises(ValueError, match="haze_ratio=1.5"):
-        TemporalTest(haze_ratio=1.5)
+    unguarded = flags(haze_ratio=None)
+    assert unguarded[[5, 9, 14, 20]].all() and unguarded.sum() == 4
+    guarded = flags()
+    assert TemporalTest().haze_ratio == 1.0
+    assert not guarded[5] and guarded[[9, 14, 20]].all()
+    assert guarded.sum() == 3
+    without_b01 = verdicts(
+        stack[:, 1:], TemporalBands.resolve(bands[1:]), clear_views, TemporalTest()
+    )[:, 0, 0]
+    assert (without_b01 >= FLAG)[5], "no B01: no guard"
+    with pytest.raises(ValueError, match="haze_ratio=2.5"):
+        TemporalTest(haze_ratio=2.5)
+
+
+def test_snow_brightening_b10_is_not_cirrus_but_cirrus_over_snow_is():
+    """Dry winter air lets bright snow show in the B10 cirrus band; over snow-like views B10
+    flags only at its strong limit, which real cirrus reaches."""
+    snowy = series("vegetation", 23)
+    snowy[:8] = series("snow", 24)[:8]
+    snowy[:8, 3] = 0.016  # B10 over snow: 0.013 above the vegetation's 0.003
+    snowy[4, 3] = 0.04  # cirrus over the snow
+    verdict = run(to_stack([snowy]))
+    assert flagged(verdict[4])
+    assert flagged(verdict).sum() == 1

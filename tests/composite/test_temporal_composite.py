@@ -149,9 +149,11 @@ def test_masks_temporal_picks_the_rule_and_veto_is_the_default(tmp_path, overrid
     assert (settings.skip_reason(100) is None) == (rule != "none")
 
 
-def test_haze_ratio_reaches_the_composite_from_the_command_line(tmp_path):
+def test_haze_guard_is_on_by_default_and_off_from_the_command_line(tmp_path):
     cfg = compose_composite(
-        [f"stack.source={tmp_path}", "masks.source=scl", "masks.temporal_test.haze_ratio=0.8"],
+        [f"stack.source={tmp_path}", "masks.source=scl", "masks.temporal_test.haze_ratio=null"],
         tmp_path,
     )
-    assert settings_from_config(cfg).masks.temporal_settings.test.haze_ratio == 0.8
+    assert settings_from_config(cfg).masks.temporal_settings.test.haze_ratio is None
+    default = compose_composite([f"stack.source={tmp_path}", "masks.source=scl"], tmp_path)
+    assert settings_from_config(default).masks.temporal_settings.test.haze_ratio == 1.0
