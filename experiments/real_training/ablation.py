@@ -180,6 +180,14 @@ def overlay(item, panels: dict[str, np.ndarray], path: Path) -> None:
                                   Image.NEAREST).save(path)  # fmt: skip
 
 
+def score_run(run: dict, prepared: list) -> tuple[dict, dict[str, np.ndarray]]:
+    """A collected run scored again on ``prepared``: its scores (with ``per_scene``) and its
+    predictions per scene."""
+    predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
+    rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
+    return score_model(prepared, model_predict(predictor, rule))
+
+
 def real_merit(run: dict) -> float:
     """How a run ranks on real scenes: IoU cloud-or-shadow vs clear minus the false alarms over
     soil and water (6-band runs decide: their scenes are the same for every arm)."""
@@ -221,10 +229,38 @@ def markdown(report: dict) -> str:
         lines.append(f"| {label(run)} ({run.get('epochs', report['epochs'])} ep.) | "
                      f"{run['bands']} | {run['scenes']} | {fmt(run['sim_iou'])} | "
                      f"{real_columns(run['real'])}")  # fmt: skip
+    lines += per_scene_table(report)
     lines += ["", f"Overlays (`overlays/`, best arm `{report['best']}`): RGB, consensus reference, "
               "model, then each detector; white thick cloud, cyan thin, orange shadow, magenta "
               "ignore.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def per_scene_table(report: dict) -> list[str]:
+    """Each scene's cloud IoU and false alarms over soil and water, for every detector and the
+    best row (by :func:`real_merit`) of each band count: where the pooled numbers come from."""
+    columns = {f"{name} (vs others)": result["per_scene"]
+               for name, result in report["detectors"].items()}  # fmt: skip
+    columns.update(report.get("per_scene", {}))
+    scenes = sorted({scene for per_scene in columns.values() for scene in per_scene})
+
+    def cell(scores: dict | None) -> str:
+        if not scores or not scores["reference_px"]:
+            return "-"
+        alarms = scores["false_alarm_soil_water"]
+        iou = "-" if scores["iou_cloud"] is None else f"{scores['iou_cloud']:.2f}"
+        alarms = "-" if alarms is None else f"{100 * alarms:.1f} %"
+        return f"{iou} / {alarms} ({scores['reference_clear_soil_water_px']})"
+
+    lines = ["", "Per scene: real cloud IoU / false alarms over soil and water (clear-consensus "
+             "soil and water pixels), for each detector and the best row of each band count; "
+             "`-` where the producer does not run or the scene has no reference.", "",
+             "| scene | " + " | ".join(columns) + " |",
+             "| --- | " + " | ".join("---" for _ in columns) + " |"]  # fmt: skip
+    for scene in scenes:
+        cells = " | ".join(cell(per_scene.get(scene)) for per_scene in columns.values())
+        lines.append(f"| {scene} | {cells} |")
+    return lines
 
 
 def main() -> int:
@@ -292,9 +328,17 @@ def main() -> int:
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
     report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
-    predictor = WindowedPredictor.from_checkpoint(best["checkpoint"])
-    rule = MaskRule(cloud_threshold=best.get("cloud_threshold"))
-    _, predictions = score_model(prepared, model_predict(predictor, rule))
+    report["per_scene"] = {}
+    for n_bands in sorted({run["bands"] for run in report["runs"]}):
+        rows = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == n_bands]
+        if rows:
+            top = max(rows, key=real_merit)
+            scored, predictions = score_run(top, prepared)
+            name = f"{label(top)} ({n_bands} bands, {top['epochs']} ep.)"
+            report["per_scene"][name] = scored["per_scene"]
+            if top is best:
+                best_predictions = predictions
+    predictions = best_predictions
     overlays = args.out / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)
     for item in prepared:

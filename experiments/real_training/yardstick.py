@@ -65,24 +65,28 @@ def _round(value: float | None) -> float | None:
 
 
 class Pool:
-    """Counts of one producer summed over scenes."""
+    """Counts of one producer summed over scenes, and each scene's own."""
 
     def __init__(self) -> None:
-        self.counts, self.soil_water, self.scenes = ProducerTally(), FalseAlarms(), []
+        self.counts, self.soil_water = ProducerTally(), FalseAlarms()
+        self.per_scene: dict[str, dict] = {}
 
     def add(self, item: YardstickScene, detection: Detection) -> None:
         counts, _ = tally(detection, item.references)
-        self.counts.add(counts)
         only_sw = Detection(
             detection.name, np.where(item.soil_water, detection.classes, IGNORE_INDEX),
             detection.emits,
         )  # fmt: skip
         clear_reference = consensus(item.references, "cloud_or_shadow", exclude=detection.name)
-        self.soil_water.add(false_alarms(only_sw, clear_reference))
-        self.scenes.append(item.scene.name)
+        soil_water = false_alarms(only_sw, clear_reference)
+        self.counts.add(counts)
+        self.soil_water.add(soil_water)
+        self.per_scene[item.scene.name] = scores(counts, soil_water)
 
     def result(self) -> dict:
-        return {**scores(self.counts, self.soil_water), "scenes": self.scenes}
+        """Pooled scores, the scenes, and ``per_scene`` (each scene's scores alone)."""
+        return {**scores(self.counts, self.soil_water), "scenes": list(self.per_scene),
+                "per_scene": self.per_scene}  # fmt: skip
 
 
 @dataclass
