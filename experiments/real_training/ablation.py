@@ -54,7 +54,7 @@ from cloudseg.data.realdata.scenes import LoadedScene, find_real_scenes  # noqa:
 from cloudseg.data.splits import assign_splits  # noqa: E402
 from cloudseg.inference.predictor import WindowedPredictor  # noqa: E402
 from cloudseg.inference.spec import MaskRule  # noqa: E402
-from cloudseg.labels import CLASS_COLORS, IGNORE_INDEX  # noqa: E402
+from cloudseg.labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES  # noqa: E402
 from cloudseg.sentinel2.bands import L1C_BANDS  # noqa: E402
 from cloudseg.sentinel2.reader import open_scene  # noqa: E402
 
@@ -75,6 +75,8 @@ ARMS = {
 }
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EPOCHS = 6
+#: Scenes of the simulated test split named in the record's error table, the worst first.
+WORST_SCENES = 3
 
 
 def run_name(arm: str, n_bands: int, epochs: int, tag: str = "") -> str:
@@ -121,11 +123,14 @@ def model_predict(predictor: WindowedPredictor, rule: MaskRule):
     return predict
 
 
-def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> float:
-    """Pooled IoU cloud-or-shadow vs clear on the simulated test split (DataModule's split)."""
+def sim_test_confusion(
+    predictor: WindowedPredictor, sim_test: Path, rule: MaskRule
+) -> dict[str, np.ndarray]:
+    """Per scene of the simulated test split (DataModule's split), the ``(4, 4)`` confusion of
+    the classes (rows: truth clear, thick, thin, shadow; columns: predicted)."""
     frame = read_manifest(sim_test)
     frame = frame[assign_splits(frame, seed=0)["split"] == "test"]
-    tp = fp = fn = 0
+    out = {}
     for row in frame.to_dict("records"):
         with open_scene(sim_test / row["image_path"]) as scene:
             reflectance = scene.read_reflectance(predictor.bands)
@@ -133,11 +138,35 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -
             reference = mask_scene.read(["SCL"])[0]
         classes = rule.classes(predictor.predict_array(reflectance, desc="sim"))
         keep = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
-        pred, ref = classes > 0, reference > 0
-        tp += int((pred & ref & keep).sum())
-        fp += int((pred & ~ref & keep).sum())
-        fn += int((~pred & ref & keep).sum())
-    return round(tp / max(tp + fp + fn, 1), 4)
+        pairs = reference[keep].astype(np.int64) * NUM_CLASSES + classes[keep]
+        counts = np.bincount(pairs, minlength=NUM_CLASSES**2)
+        out[Path(row["image_path"]).stem] = counts.reshape(NUM_CLASSES, NUM_CLASSES)
+    return out
+
+
+def cos_iou(confusion: np.ndarray) -> float:
+    """IoU cloud-or-shadow vs clear of a class confusion (row and column 0: clear)."""
+    tp, fp, fn = confusion[1:, 1:].sum(), confusion[0, 1:].sum(), confusion[1:, 0].sum()
+    return round(float(tp / max(tp + fp + fn, 1)), 4)
+
+
+def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> float:
+    """Pooled IoU cloud-or-shadow vs clear on the simulated test split."""
+    return cos_iou(sum(sim_test_confusion(predictor, sim_test, rule).values()))
+
+
+def sim_errors(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> dict:
+    """Where a model loses simulated IoU: the test split's pooled errors by class and its
+    worst scenes."""
+    per_scene = sim_test_confusion(predictor, sim_test, rule)
+    pooled = sum(per_scene.values())
+    worst = sorted(per_scene, key=lambda name: cos_iou(per_scene[name]))[:WORST_SCENES]
+    return {
+        "sim_iou": cos_iou(pooled),
+        "clear_called_cloud_or_shadow": int(pooled[0, 1:].sum()),
+        "called_clear": {CLASS_NAMES[c]: int(pooled[c, 0]) for c in range(1, NUM_CLASSES)},
+        "worst_scenes": {name: cos_iou(per_scene[name]) for name in worst},
+    }
 
 
 def score_checkpoint(
@@ -180,12 +209,13 @@ def overlay(item, panels: dict[str, np.ndarray], path: Path) -> None:
                                   Image.NEAREST).save(path)  # fmt: skip
 
 
-def score_run(run: dict, prepared: list) -> tuple[dict, dict[str, np.ndarray]]:
-    """A collected run scored again on ``prepared``: its scores (with ``per_scene``) and its
-    predictions per scene."""
+def score_run(run: dict, prepared: list, sim_test: Path) -> tuple[dict, dict, dict]:
+    """A collected run scored again: its real scores (with ``per_scene``), its predictions per
+    real scene, and its :func:`sim_errors`."""
     predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
     rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
-    return score_model(prepared, model_predict(predictor, rule))
+    real, predictions = score_model(prepared, model_predict(predictor, rule))
+    return real, predictions, sim_errors(predictor, sim_test, rule)
 
 
 def real_merit(run: dict) -> float:
@@ -230,6 +260,7 @@ def markdown(report: dict) -> str:
                      f"{run['bands']} | {run['scenes']} | {fmt(run['sim_iou'])} | "
                      f"{real_columns(run['real'])}")  # fmt: skip
     lines += per_scene_table(report)
+    lines += sim_errors_table(report)
     lines += ["", f"Overlays (`overlays/`, best arm `{report['best']}`): RGB, consensus reference, "
               "model, then each detector; white thick cloud, cyan thin, orange shadow, magenta "
               "ignore.", ""]  # fmt: skip
@@ -260,6 +291,23 @@ def per_scene_table(report: dict) -> list[str]:
     for scene in scenes:
         cells = " | ".join(cell(per_scene.get(scene)) for per_scene in columns.values())
         lines.append(f"| {scene} | {cells} |")
+    return lines
+
+
+def sim_errors_table(report: dict) -> list[str]:
+    """Where the best row of each band count loses simulated IoU (:func:`sim_errors`)."""
+    names = CLASS_NAMES[1:]
+    lines = ["", "Simulated test split, the best row of each band count: pixels wrongly called "
+             "cloud or shadow, pixels of each class called clear, and the worst scenes (IoU "
+             "cloud-or-shadow vs clear).", "",
+             "| row | sim IoU c+s | clear called cloud/shadow | "
+             + " | ".join(f"{name} called clear" for name in names) + " | worst scenes |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " | --- |"]  # fmt: skip
+    for name, errors in report.get("sim_errors", {}).items():
+        worst = ", ".join(f"{scene} {iou:.2f}" for scene, iou in errors["worst_scenes"].items())
+        called = " | ".join(f"{errors['called_clear'][n]:,}" for n in names)
+        lines.append(f"| {name} | {errors['sim_iou']:.3f} | "
+                     f"{errors['clear_called_cloud_or_shadow']:,} | {called} | {worst} |")  # fmt: skip
     return lines
 
 
@@ -328,14 +376,14 @@ def main() -> int:
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
     report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
-    report["per_scene"] = {}
+    report["per_scene"], report["sim_errors"] = {}, {}
     for n_bands in sorted({run["bands"] for run in report["runs"]}):
         rows = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == n_bands]
         if rows:
             top = max(rows, key=real_merit)
-            scored, predictions = score_run(top, prepared)
+            scored, predictions, errors = score_run(top, prepared, args.sim_test)
             name = f"{label(top)} ({n_bands} bands, {top['epochs']} ep.)"
-            report["per_scene"][name] = scored["per_scene"]
+            report["per_scene"][name], report["sim_errors"][name] = scored["per_scene"], errors
             if top is best:
                 best_predictions = predictions
     predictions = best_predictions
