@@ -46,7 +46,7 @@ from composite.masking import MaskSet, exclusion_window
 from composite.output_grid import grid_record
 from composite.percentile import METHODS, NO_VALID_POLICIES, masked_percentile
 from composite.stack import Stack, StackScene
-from composite.temporal import TemporalBands
+from composite.temporal import TemporalBands, haze_guard_note
 from composite.temporal_rules import TemporalSettings, window_exclusion
 
 log = logging.getLogger(__name__)
@@ -419,4 +419,8 @@ def temporal_note(
     reason = temporal.skip_reason(n_dates)
     if reason is not None and temporal.rule != "none":
         log.warning("Temporal test (masks.temporal=%s) not run: %s.", temporal.rule, reason)
-    return {**temporal.record(), "applied": job.temporal is not None, "skipped_because": reason}
+    note = {**temporal.record(), "applied": job.temporal is not None, "skipped_because": reason}
+    if job.temporal is not None:
+        note["haze_guard"] = haze_guard_note(TemporalBands.resolve(job.bands), temporal.test)
+        log.info("Temporal test haze guard %s.", note["haze_guard"])
+    return note

@@ -403,6 +403,15 @@ def haze_bands(bands: TemporalBands, test: TemporalTest) -> tuple[int, ...]:
     return (bands.aerosol,) if on else ()
 
 
+def haze_guard_note(bands: TemporalBands, test: TemporalTest) -> str:
+    """Whether the haze guard runs on these bands, and why not (for the log and ``run.json``)."""
+    if test.haze_ratio is None:
+        return "off: masks.temporal_test.haze_ratio=null"
+    if not haze_bands(bands, test):
+        return "off: the composite's bands have no B01 besides their blue band"
+    return f"on: B01 against the blue, haze_ratio={test.haze_ratio:g}"
+
+
 def verdicts(
     stack: np.ndarray,
     bands: TemporalBands,

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from composite.temporal import FLAG, MATCH, NEUTRAL, STRONG, TemporalBands, TemporalTest, verdicts
+from composite.temporal import (
+    FLAG,
+    MATCH,
+    NEUTRAL,
+    STRONG,
+    TemporalBands,
+    TemporalTest,
+    haze_guard_note,
+    verdicts,
+)
 from composite.temporal_rules import ExclusionSources, check_rule, combine
 
 BANDS = ("B02", "B03", "B08", "B10", "B11")
@@ -208,6 +217,9 @@ def test_haze_guard_keeps_hazy_views_and_still_flags_clouds():
     assert (without_b01 >= FLAG)[5], "no B01: no guard"
     with pytest.raises(ValueError, match="haze_ratio=2.5"):
         TemporalTest(haze_ratio=2.5)
+    assert haze_guard_note(TemporalBands.resolve(bands), TemporalTest()).startswith("on: B01")
+    off = haze_guard_note(TemporalBands.resolve(bands), TemporalTest(haze_ratio=None))
+    assert off == "off: masks.temporal_test.haze_ratio=null"
 
 
 def test_snow_brightening_b10_is_not_cirrus_but_cirrus_over_snow_is():

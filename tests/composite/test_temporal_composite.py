@@ -89,6 +89,7 @@ def test_temporal_test_alone_finds_clouds_and_shadows_and_counts_them(stack20, t
     assert excluded[clear].mean() < 0.02
     record = json.loads(alone.outputs.run_json.read_text())
     assert record["temporal"]["applied"] and record["temporal"]["rule"] == "union"
+    assert record["temporal"]["haze_guard"].startswith("off: the composite's bands have no B01")
     sources = read(alone.outputs.exclusion_sources)
     totals = record["temporal"]["excluded_by"]
     assert totals == {name: int(sources[i].sum()) for i, name in enumerate(totals)}
