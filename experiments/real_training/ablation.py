@@ -156,16 +156,20 @@ def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -
 
 
 def sim_errors(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> dict:
-    """Where a model loses simulated IoU: the test split's pooled errors by class and its
-    worst scenes."""
+    """Where a model loses simulated IoU: the test split's pooled errors by class and the scenes
+    with the most wrong pixels (clear called cloud or shadow, or the reverse)."""
     per_scene = sim_test_confusion(predictor, sim_test, rule)
     pooled = sum(per_scene.values())
-    worst = sorted(per_scene, key=lambda name: cos_iou(per_scene[name]))[:WORST_SCENES]
+
+    def errors(confusion: np.ndarray) -> int:
+        return int(confusion[0, 1:].sum() + confusion[1:, 0].sum())
+
+    worst = sorted(per_scene, key=lambda name: -errors(per_scene[name]))[:WORST_SCENES]
     return {
         "sim_iou": cos_iou(pooled),
         "clear_called_cloud_or_shadow": int(pooled[0, 1:].sum()),
         "called_clear": {CLASS_NAMES[c]: int(pooled[c, 0]) for c in range(1, NUM_CLASSES)},
-        "worst_scenes": {name: cos_iou(per_scene[name]) for name in worst},
+        "worst_scenes": {name: errors(per_scene[name]) for name in worst},
     }
 
 
@@ -298,13 +302,13 @@ def sim_errors_table(report: dict) -> list[str]:
     """Where the best row of each band count loses simulated IoU (:func:`sim_errors`)."""
     names = CLASS_NAMES[1:]
     lines = ["", "Simulated test split, the best row of each band count: pixels wrongly called "
-             "cloud or shadow, pixels of each class called clear, and the worst scenes (IoU "
-             "cloud-or-shadow vs clear).", "",
+             "cloud or shadow, pixels of each class called clear, and the scenes with the most "
+             "such errors (wrong pixels).", "",
              "| row | sim IoU c+s | clear called cloud/shadow | "
              + " | ".join(f"{name} called clear" for name in names) + " | worst scenes |",
              "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " | --- |"]  # fmt: skip
     for name, errors in report.get("sim_errors", {}).items():
-        worst = ", ".join(f"{scene} {iou:.2f}" for scene, iou in errors["worst_scenes"].items())
+        worst = ", ".join(f"{scene} ({count:,})" for scene, count in errors["worst_scenes"].items())
         called = " | ".join(f"{errors['called_clear'][n]:,}" for n in names)
         lines.append(f"| {name} | {errors['sim_iou']:.3f} | "
                      f"{errors['clear_called_cloud_or_shadow']:,} | {called} | {worst} |")  # fmt: skip
