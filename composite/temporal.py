@@ -298,6 +298,7 @@ def _score(stack, test_bands, limits, centres, snow_ndsi, haze_ratio, cloud_only
                         snow = g - s > snow_ndsi * (g + s)
                 if level == 1 and haze_ratio > 0 and aerosol >= 0:
                     aerosol_rise = np.float32(stack[t, aerosol, y, x]) - centres[1, y, x]
+                    # the SWIR's flag limit is its centre (inf in the cloud-only screen)
                     swir_rise = s - limits[2, FLAG_AT, y, x] if swir >= 0 else np.float32(0.0)
                     if aerosol_rise >= haze_ratio * rise and swir_rise < rise:
                         level = 0  # haze-like: aerosol scattering grows towards the short waves

@@ -380,17 +380,15 @@ def main() -> int:
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
     report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
-    report["per_scene"], report["sim_errors"] = {}, {}
+    report["per_scene"], report["sim_errors"], predictions_of = {}, {}, {}
     for n_bands in sorted({run["bands"] for run in report["runs"]}):
         rows = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == n_bands]
-        if rows:
+        if rows:  # the best row of each band count, as `best` is of the 6-band ones
             top = max(rows, key=real_merit)
-            scored, predictions, errors = score_run(top, prepared, args.sim_test)
+            scored, predictions_of[n_bands], errors = score_run(top, prepared, args.sim_test)
             name = f"{label(top)} ({n_bands} bands, {top['epochs']} ep.)"
             report["per_scene"][name], report["sim_errors"][name] = scored["per_scene"], errors
-            if top is best:
-                best_predictions = predictions
-    predictions = best_predictions
+    predictions = predictions_of[best["bands"]]
     overlays = args.out / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)
     for item in prepared:
