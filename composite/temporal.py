@@ -135,8 +135,8 @@ class TemporalTest:
             is haze, not a cloud by the blue test (B10 still flags cirrus). 1.0 is the physical
             boundary, not a tuned value; on the simulated sites the guard keeps most of the
             hazy clear views the test would otherwise drop (nine in ten on the hazy desert), for
-            a little more thin cloud, and on the real eo-learn series it leaves 15 % of the
-            veiled date (``experiments/temporal``).
+            a little more thin cloud, and on the real eo-learn series it flags 0.85 of the
+            veiled date instead of 0.93 (``experiments/temporal``).
     """
 
     min_dates: int = 15
