@@ -19,7 +19,6 @@ folder the demo falls back to the simulated scenes with built-in spectra and say
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from cloudseg.data.realdata.curated import write_curated_set
 from cloudseg.data.realdata.scenes import find_real_scenes
 from cloudseg.data.simulate.library import SpectralLibrary
 from cloudseg.data.simulate.products import write_labeled_set
-from cloudseg.digests import folder_digest
+from cloudseg.digests import file_digest, folder_digest
 
 #: What the default training data is made of: the ablation's best 6-band arm, `+backgrounds-r24`
 #: (experiments/real_training/ablation.md): simulated scenes with the built-in spectra at 10 m and
@@ -136,9 +135,9 @@ def prepare_demo_data(
             step.finish()
         sources.append(step.output)
     if real is not None and DEMO_RECIPE["curated"]:
-        text = Path(curation).read_bytes() if curation is not None else b""
-        step = Step(out / "curated", {**source, "curation": str(curation),
-                                      "curation_sha1": hashlib.sha1(text).hexdigest()})  # fmt: skip
+        step = Step(out / "curated", {
+            **source, "curation": str(curation),
+            "curation_digest": file_digest(curation) if curation is not None else None})  # fmt: skip
         if not step.done():
             print("== demo-data 4/5: real scenes labeled by the detectors' consensus")
             decisions = CurationList.read(curation) if curation is not None else None
