@@ -5,9 +5,12 @@ pixel, on three binary **views**: ``cloud`` (thick + thin cloud against everythi
 ``shadow`` (cloud shadow against everything else) and ``cloud_or_shadow`` (both against clear,
 what a composite excludes). A detector votes on a view only where it can give both answers: one
 that cannot output shadow (s2cloudless) does not vote on ``shadow`` or ``cloud_or_shadow`` (its
-"clear" may be shadow), but does on ``cloud``. Where every voting detector gives the same answer,
-that answer is the reference; where they differ the pixel is a **disagreement**, left out of the
-scores and counted; where no detector votes it is undetermined.
+"clear" may be shadow), but does on ``cloud``. Its positive answer still holds for a view it
+answers in part: s2cloudless' "cloud" is a "cloud or shadow" too, so where it says cloud and the
+voters say clear, that is a disagreement (it **objects**), the same pixel :func:`reference_map`
+draws as disputed; alone it determines nothing. Where every voting detector gives the same
+answer, that answer is the reference; where they differ the pixel is a **disagreement**, left out
+of the scores and counted; where no detector votes it is undetermined.
 
 A producer is scored against the consensus of the *other* detectors (``exclude=name``), so no
 detector grades itself. Counts (not ratios) are kept so that scenes add up.
@@ -55,8 +58,18 @@ class Detection:
 
     def judges(self, view: str) -> bool:
         """Whether this producer can answer ``view`` both ways (it outputs every group in it)."""
-        emitted = {code for code, name in enumerate(CLASS_NAMES) if name in self.emits}
-        return all(emitted & set(GROUPS[group]) for group in VIEWS[view])
+        return all(self._emitted & set(GROUPS[group]) for group in VIEWS[view])
+
+    def objects(self, view: str) -> bool:
+        """Whether this producer answers ``view`` only in part: it outputs some group of it but
+        not all, so its positive answers hold and its negative ones do not."""
+        return not self.judges(view) and any(
+            self._emitted & set(GROUPS[group]) for group in VIEWS[view]
+        )
+
+    @property
+    def _emitted(self) -> set[int]:
+        return {code for code, name in enumerate(CLASS_NAMES) if name in self.emits}
 
     def positive(self, view: str) -> np.ndarray:
         return np.isin(self.classes, view_codes(view))
@@ -81,27 +94,35 @@ class ViewReference:
     determined: np.ndarray
     disagreement: np.ndarray
     voters: tuple[str, ...]
+    objectors: tuple[str, ...] = ()  # answer the view in part: their positives dispute a negative
 
 
 def consensus(
     detections: Sequence[Detection], view: str, *, exclude: str | None = None
 ) -> ViewReference:
-    """Where the detectors (but ``exclude``) that judge ``view`` agree, their common answer."""
-    voters = [d for d in detections if d.name != exclude and d.judges(view)]
+    """Where the detectors (but ``exclude``) that judge ``view`` agree, their common answer;
+    a negative answer that a detector answering the view in part contradicts is a disagreement."""
+    others = [d for d in detections if d.name != exclude]
+    voters = [d for d in others if d.judges(view)]
+    objectors = [d for d in others if d.objects(view)]
     shape = detections[0].classes.shape if detections else (0, 0)
-    positive_votes = np.zeros(shape, dtype=np.int16)
-    negative_votes = np.zeros(shape, dtype=np.int16)
-    for detection in voters:
+    for detection in detections:
         if detection.classes.shape != shape:
             raise ValueError(
                 f"Detector {detection.name} gave a {detection.classes.shape} mask; the others "
                 f"are {shape}: all must be on the scene's grid."
             )
+    positive_votes = np.zeros(shape, dtype=np.int16)
+    negative_votes = np.zeros(shape, dtype=np.int16)
+    for detection in voters:
         positive = detection.positive(view)
         predicted = detection.predicted
         positive_votes += positive & predicted
         negative_votes += ~positive & predicted
-    disagreement = (positive_votes > 0) & (negative_votes > 0)
+    objected = np.zeros(shape, dtype=bool)
+    for detection in objectors:
+        objected |= detection.positive(view) & detection.predicted
+    disagreement = (negative_votes > 0) & ((positive_votes > 0) | objected)
     determined = ((positive_votes > 0) | (negative_votes > 0)) & ~disagreement
     return ViewReference(
         view,
@@ -109,6 +130,7 @@ def consensus(
         determined,
         disagreement,
         tuple(d.name for d in voters),
+        tuple(d.name for d in objectors),
     )
 
 

@@ -6,8 +6,10 @@ backgrounds), so no lever is scored on pixels it trained on.
 The reference is where the offline real-trained detectors that run on a scene agree (ukis-csmask,
 s2cloudless where its 10 L1C bands exist, SCL where present), per view (cloud; shadow; cloud or
 shadow vs clear; a detector votes only on views it can answer both ways: s2cloudless not on
-shadow); disagreement is ignored. Each detector is scored against the consensus of the *others*
-(scenes with a single detector, the 4-band chips, do not score detectors), models against all.
+shadow, and on cloud or shadow only to dispute a "clear" where it says cloud); disagreement is
+ignored. Each detector is scored against the consensus of the *others* (scenes with a single
+detector, the 4-band chips, do not score detectors), models against all, and also as ukis-csmask
+is (against the others' consensus, on its scenes: ``against_ukis_reference``).
 Scores pool pixels over the scenes a producer runs on: ``iou_cloud``, ``iou_shadow``, ``iou_cos``
 (cloud or shadow vs clear), ``false_alarm`` (share of reference-clear pixels called cloud or
 shadow) and ``false_alarm_soil_water`` (the same over bare soil, sparse cover or water: NDVI < 0.3
@@ -34,6 +36,9 @@ from cloudseg.detectors.consensus import (
     tally,
 )
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
+
+#: The detector a model must match (issue 15): a model is also scored on this detector's terms.
+HEAD_TO_HEAD = "ukis"
 
 
 def soil_or_water(scene: LoadedScene) -> np.ndarray:
@@ -71,13 +76,16 @@ class Pool:
         self.counts, self.soil_water = ProducerTally(), FalseAlarms()
         self.per_scene: dict[str, dict] = {}
 
-    def add(self, item: YardstickScene, detection: Detection) -> None:
-        counts, _ = tally(detection, item.references)
+    def add(self, item: YardstickScene, detection: Detection, references=None) -> None:
+        """Count ``detection`` on ``item`` against the consensus of ``references`` (default: the
+        scene's detectors but itself)."""
+        references = item.references if references is None else references
+        counts, _ = tally(detection, references)
         only_sw = Detection(
             detection.name, np.where(item.soil_water, detection.classes, IGNORE_INDEX),
             detection.emits,
         )  # fmt: skip
-        clear_reference = consensus(item.references, "cloud_or_shadow", exclude=detection.name)
+        clear_reference = consensus(references, "cloud_or_shadow", exclude=detection.name)
         soil_water = false_alarms(only_sw, clear_reference)
         self.counts.add(counts)
         self.soil_water.add(soil_water)
@@ -146,13 +154,19 @@ def score_detectors(prepared: list[YardstickScene]) -> dict[str, dict]:
 
 def score_model(prepared: list[YardstickScene], predict) -> tuple[dict, dict[str, np.ndarray]]:
     """``predict(scene) -> classes or None`` (None: the scene lacks the model's bands), scored
-    against the consensus of all detectors."""
-    pool = Pool()
+    against the consensus of all detectors; under ``against_ukis_reference``, scored as
+    ukis-csmask is (:func:`score_detectors`): against the others' consensus, on the scenes where
+    ukis-csmask is scored."""
+    pool, head_to_head = Pool(), Pool()
     predictions = {}
     for item in prepared:
         classes = predict(item.scene)
         if classes is None:
             continue
         predictions[item.scene.name] = classes
-        pool.add(item, Detection("model", classes, CLASS_NAMES))
-    return pool.result(), predictions
+        model = Detection("model", classes, CLASS_NAMES)
+        pool.add(item, model)
+        if HEAD_TO_HEAD in item.detectors and len(item.detectors) > 1:
+            others = [d for d in item.references if d.name != HEAD_TO_HEAD]
+            head_to_head.add(item, model, others)
+    return {**pool.result(), "against_ukis_reference": head_to_head.result()}, predictions

@@ -62,9 +62,28 @@ def test_a_binary_detector_votes_on_cloud_only():
     assert s2cloudless.judges("cloud") and not s2cloudless.judges("shadow")
     assert not s2cloudless.judges("cloud_or_shadow")
     # its "clear" over ukis' shadow is no disagreement: it cannot say shadow
-    assert consensus([ukis, s2cloudless], "cloud_or_shadow").voters == ("ukis",)
+    either = consensus([ukis, s2cloudless], "cloud_or_shadow")
+    assert either.voters == ("ukis",) and either.objectors == ("s2cloudless",)
+    assert either.disagreement.tolist() == [[False, False, True]]
     cloud = consensus([ukis, s2cloudless], "cloud")
     assert cloud.disagreement.tolist() == [[False, False, True]]
+
+
+def test_a_binary_detectors_cloud_disputes_a_clear_cloud_or_shadow_but_decides_nothing_alone():
+    """Its "cloud" is a "cloud or shadow" too: where the voters say clear, the pixel is not
+    clear consensus (no false alarm can be counted there); its "clear" never counts."""
+    ukis = Detection("ukis", mask([C, C, K, S, X, X]))
+    s2cloudless = Detection("s2cloudless", mask([K, C, K, K, K, C]), emits=BINARY)
+    either = consensus([ukis, s2cloudless], "cloud_or_shadow")
+    assert either.disagreement.tolist() == [[True, False, False, False, False, False]]
+    assert either.determined.tolist() == [[False, True, True, True, False, False]]
+    assert either.positive.tolist() == [[False, False, True, True, False, False]]
+    assert reference_map([ukis, s2cloudless])[0, 0] == DISPUTED
+    model = Detection("model", mask([K, K, K, S, C, C]))
+    alarms = tally(model, [ukis, s2cloudless])[0].alarms
+    assert (alarms.clear_pixels, alarms.called_cloud) == (1, 1)
+    # scored against ukis alone (s2cloudless excluded), px0 is clear again
+    assert consensus([ukis, s2cloudless], "cloud_or_shadow", exclude="s2cloudless").determined[0, 0]
 
 
 def test_each_detector_is_scored_against_the_others_only():
