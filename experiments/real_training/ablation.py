@@ -368,8 +368,9 @@ def main() -> int:
         "--rescore", action="store_true", help="score the runs already trained again (no training)"
     )
     parser.add_argument(
-        "--rescore-real", action="store_true", help="score the runs already scored again on the "
-        "real yardstick only, keeping their simulated score (it does not depend on the yardstick)",
+        "--rescore-real", action="store_true", help="score every run under --runs again on the "
+        "real yardstick only, keeping its simulated score (it does not depend on the yardstick); "
+        "trains nothing",
     )  # fmt: skip
     parser.add_argument(
         "--checkpoint", nargs=2, action="append", default=[], metavar=("LABEL", "CKPT"),
@@ -385,23 +386,22 @@ def main() -> int:
     }  # fmt: skip
     if bool(args.overrides) != bool(args.tag):
         parser.error("--overrides and --tag go together (the tag names the run folder).")
-    for n_bands in args.bands:
+    if args.rescore_real:
+        for score in sorted(Path(args.runs).glob("*/score*.json")):
+            run = json.loads(score.read_text())
+            predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
+            rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
+            run["real"], _ = score_model(prepared, model_predict(predictor, rule))
+            score.write_text(json.dumps(run, indent=1))
+            print(f"== {label(run)} ({run['bands']} bands): real scored again", flush=True)
+    for n_bands in [] if args.rescore_real else args.bands:
         for arm in args.arms:
             run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs, args.tag)
             score = run_dir / score_name(args.cloud_threshold, args.last)
-            rescore = args.rescore or args.rescore_real
-            if score.exists() and not rescore:
+            if score.exists() and not args.rescore:
                 continue
-            if rescore and not score.exists():
+            if args.rescore and not score.exists():
                 continue  # --rescore scores what was trained, it trains nothing
-            if args.rescore_real:
-                run = json.loads(score.read_text())
-                rule = model_predict(WindowedPredictor.from_checkpoint(run["checkpoint"]),
-                                     MaskRule(cloud_threshold=run.get("cloud_threshold")))  # fmt: skip
-                run["real"], _ = score_model(prepared, rule)
-                score.write_text(json.dumps(run, indent=1))
-                print(f"{label(run)} {n_bands}: real {run['real']['iou_cloud']}", flush=True)
-                continue
             sources = [s.format(sim=args.sim_test, data=args.data) for s in ARMS[arm]]
             run = train(arm, n_bands, sources, args)
             if args.last:
