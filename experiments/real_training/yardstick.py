@@ -9,7 +9,7 @@ shadow vs clear; a detector votes only on views it can answer both ways: s2cloud
 shadow, and on cloud or shadow only to dispute a "clear" where it says cloud); disagreement is
 ignored. Each detector is scored against the consensus of the *others* (scenes with a single
 detector, the 4-band chips, do not score detectors), models against all, and also as ukis-csmask
-is (against the others' consensus, on its scenes: ``against_ukis_reference``).
+is (against the others' consensus, beside ukis-csmask on the same scenes: ``head_to_head``).
 Scores pool pixels over the scenes a producer runs on: ``iou_cloud``, ``iou_shadow``, ``iou_cos``
 (cloud or shadow vs clear), ``false_alarm`` (share of reference-clear pixels called cloud or
 shadow) and ``false_alarm_soil_water`` (the same over bare soil, sparse cover or water: NDVI < 0.3
@@ -154,10 +154,11 @@ def score_detectors(prepared: list[YardstickScene]) -> dict[str, dict]:
 
 def score_model(prepared: list[YardstickScene], predict) -> tuple[dict, dict[str, np.ndarray]]:
     """``predict(scene) -> classes or None`` (None: the scene lacks the model's bands), scored
-    against the consensus of all detectors; under ``against_ukis_reference``, scored as
-    ukis-csmask is (:func:`score_detectors`): against the others' consensus, on the scenes where
-    ukis-csmask is scored."""
-    pool, head_to_head = Pool(), Pool()
+    against the consensus of all detectors. ``head_to_head``: on the scenes where both the model
+    and ukis-csmask are scored, ``model`` against all detectors, ``model_vs_others`` against the
+    same reference as ukis-csmask (the others' consensus) and ``ukis`` itself against it."""
+    pool = Pool()
+    head_to_head = {"model": Pool(), "model_vs_others": Pool(), HEAD_TO_HEAD: Pool()}
     predictions = {}
     for item in prepared:
         classes = predict(item.scene)
@@ -168,5 +169,9 @@ def score_model(prepared: list[YardstickScene], predict) -> tuple[dict, dict[str
         pool.add(item, model)
         if HEAD_TO_HEAD in item.detectors and len(item.detectors) > 1:
             others = [d for d in item.references if d.name != HEAD_TO_HEAD]
-            head_to_head.add(item, model, others)
-    return {**pool.result(), "against_ukis_reference": head_to_head.result()}, predictions
+            (ukis,) = [d for d in item.references if d.name == HEAD_TO_HEAD]
+            head_to_head["model"].add(item, model)
+            head_to_head["model_vs_others"].add(item, model, others)
+            head_to_head[HEAD_TO_HEAD].add(item, ukis)
+    duel = {name: pool.result() for name, pool in head_to_head.items()}
+    return {**pool.result(), "head_to_head": duel}, predictions
