@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from cloudseg.data.realdata.scenes import LoadedScene, training_columns
 from cloudseg.data.simulate.acquisition import revisit_dates
 from cloudseg.data.simulate.atmosphere import (
     Atmosphere,
+    CloudLayer,
     classify,
     draw_atmosphere,
     render_atmosphere,
@@ -47,6 +49,14 @@ MIN_SIZE_PX = 64
 WORLD_SPAN_PX = 20_000  # world offsets are drawn in this range (different cloud fields)
 SUN_AZIMUTH = (100.0, 170.0)
 SUN_ELEVATION = (25.0, 65.0)
+#: A thin veil (opt-in, ``veil_share``): a low stratus sheet, semi-transparent almost everywhere
+#: it lies (optical depth 1-5: labelled thin cloud; thick only where it meets another layer), over
+#: most of the view. Real low veils are bright and flat across the visible and NIR but dim in B10
+#: (under the water vapour); the climates' overcast is opaque stratus and their partly-cloudy
+#: days broken cumulus, so without it a model meets few such veils.
+VEIL_COVERAGE = (0.7, 1.0)
+VEIL_OPTICAL_DEPTH = (1.0, 5.0)
+VEIL_HEIGHT_KM = (0.3, 1.5)
 #: Atmospheres rendered per background view. 24 won the real-scene ablation over 6
 #: (experiments/real_training/ablation.md, 6 bands, 20 epochs: real cloud IoU 0.483 -> 0.566,
 #: soil/water false alarms 10.5 % -> 5.2 %, simulated IoU unchanged at 0.918).
@@ -79,8 +89,11 @@ def render_on_background(
     return toa, mask
 
 
-def random_atmosphere(key: int) -> tuple[Atmosphere, float, float, tuple[float, float]]:
-    """An atmosphere from a random simulated site's climate and date, sun angles and origin."""
+def random_atmosphere(
+    key: int, veil_share: float = 0.0
+) -> tuple[Atmosphere, float, float, tuple[float, float]]:
+    """An atmosphere from a random simulated site's climate and date, sun angles and origin; with
+    probability ``veil_share`` a thin veil (:data:`VEIL_COVERAGE`) is added to it."""
     rng = np.random.default_rng(key)
     site = get_site(sorted(SITES)[int(rng.integers(len(SITES)))])
     dates = revisit_dates(site, "2019-01-01", "2019-12-31")
@@ -88,7 +101,18 @@ def random_atmosphere(key: int) -> tuple[Atmosphere, float, float, tuple[float, 
     regime = str(rng.choice(list(REGIME_ODDS), p=list(REGIME_ODDS.values())))
     atmosphere = draw_atmosphere(site, date, int(rng.integers(2**31)), regime)
     origin = (float(rng.uniform(0, WORLD_SPAN_PX)), float(rng.uniform(0, WORLD_SPAN_PX)))
-    return atmosphere, float(rng.uniform(*SUN_AZIMUTH)), float(rng.uniform(*SUN_ELEVATION)), origin
+    sun = float(rng.uniform(*SUN_AZIMUTH)), float(rng.uniform(*SUN_ELEVATION))
+    veil_rng = np.random.default_rng([key, 1])  # its own stream: the draws above stay the same
+    if veil_rng.random() < veil_share:
+        veil = CloudLayer(
+            kind="stratus", coverage=float(veil_rng.uniform(*VEIL_COVERAGE)),
+            height_km=float(veil_rng.uniform(*VEIL_HEIGHT_KM)),
+            optical_depth=float(veil_rng.uniform(*VEIL_OPTICAL_DEPTH)),
+            key=int(veil_rng.integers(2**31)),
+        )  # fmt: skip
+        clouds = tuple(sorted((*atmosphere.clouds, veil), key=lambda c: c.height_km))
+        atmosphere = replace(atmosphere, clouds=clouds)
+    return atmosphere, *sun, origin
 
 
 def _full_surface(scene: LoadedScene, columns: slice) -> np.ndarray:
@@ -124,9 +148,11 @@ def write_background_set(
     seed: int = 0,
     gsds: tuple[int, ...] = (20, 30, 60),
     verbose: bool = True,
+    veil_share: float = 0.0,
 ) -> Path:
     """Render ``renders_per_view`` atmospheres over every usable background view of ``scenes``
-    into a dataset at ``out`` (split ``train``; site = the real scene) and return its manifest."""
+    into a dataset at ``out`` (split ``train``; site = the real scene) and return its manifest;
+    ``veil_share`` of them with a thin veil (:func:`random_atmosphere`)."""
     out = Path(out)
     with DatasetWriter(out) as writer:
         for scene in scenes:
@@ -141,7 +167,7 @@ def write_background_set(
                 bands = [L1C_BANDS.index(band) for band in scene.bands]
                 for render in range(renders_per_view):
                     key = stable_key(seed, scene.name, gsd, render, "background")
-                    atmosphere, azimuth, elevation, origin = random_atmosphere(key)
+                    atmosphere, azimuth, elevation, origin = random_atmosphere(key, veil_share)
                     toa, mask = render_on_background(
                         surface, clear, gsd, atmosphere, azimuth, elevation, origin
                     )

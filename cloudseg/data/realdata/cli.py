@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gsd", type=int, nargs="*", choices=SUPPORTED_GSD_M, default=[20, 30, 60],
         help="coarser GSDs to also render fine scenes at (block-averaged)",
     )  # fmt: skip
+    backgrounds.add_argument("--veil-share", type=float, default=0.0,
+                             help="share of renders with a thin low veil added (default 0)")  # fmt: skip
     curated = commands.add_parser(
         "curated", help="real scenes labeled by the detectors' consensus, ignore where they differ"
     )
@@ -105,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pixels by land type: {library.counts()}")
         else:
             written = write_background_set(
-                load_sources(args.source), args.out, args.renders, args.seed, gsds=tuple(args.gsd)
-            )
+                load_sources(args.source), args.out, args.renders, args.seed,
+                gsds=tuple(args.gsd), veil_share=args.veil_share,
+            )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"python -m cloudseg.data.realdata {args.command}: {err}") from err
     print(f"Wrote {written} in {time.perf_counter() - started:.1f} s.")
