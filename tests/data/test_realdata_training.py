@@ -154,6 +154,28 @@ def test_random_atmospheres_are_deterministic_by_key():
     assert random_atmosphere(3) != random_atmosphere(4)
 
 
+def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
+    plain = [random_atmosphere(key) for key in range(40)]
+    veiled = [random_atmosphere(key, veil_share=1.0) for key in range(40)]
+    assert random_atmosphere(5, veil_share=1.0) == random_atmosphere(5, veil_share=1.0)
+    for (atmosphere, *sun), (with_veil, *sun_too) in zip(plain, veiled, strict=True):
+        assert sun == sun_too  # everything else drawn as without a veil
+        (veil,) = set(with_veil.clouds) - set(atmosphere.clouds)
+        assert veil.kind == "stratus" and 1.0 <= veil.optical_depth <= 5.0
+    assert [random_atmosphere(key, veil_share=0.0) for key in range(40)] == plain
+    # rendered alone over clear ground: a flat, B10-dim veil labelled thin cloud where it lies
+    veil = veiled[0][0].clouds[[c.kind for c in veiled[0][0].clouds].index("stratus")]
+    veil = CloudLayer("stratus", 1.0, veil.height_km, 3.0, veil.key)
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 64)).astype(np.float32)
+    toa, mask = render_on_background(
+        surface, np.ones((64, 64), bool), 10.0, Atmosphere("overcast", clouds=(veil,)), 140.0, 40.0
+    )
+    covered = veil.optical_depth_field((np.arange(64) + 0.5), (np.arange(64) + 0.5)) >= 0.5
+    assert covered.mean() > 0.5 and (mask[covered] == THIN_CLOUD).all()
+    added = (toa - surface)[:, covered].mean(axis=1)
+    assert added[1] > 0.1 and added[10] < 0.1 * added[1]  # bright in the blue, dim in B10
+
+
 def test_land_types_follow_the_rules():
     pixels = np.stack([SPECTRA[0], SPECTRA[3], SPECTRA[4], SPECTRA[6]], axis=1)[:, None, :]
     codes = classify_land(pixels.astype(np.float32), gsd_m=60.0)[0]
