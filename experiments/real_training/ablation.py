@@ -7,6 +7,8 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds    simulated + simulated clouds on real clear backgrounds
     +backgrounds-r24  the same with 24 renders per background view instead of 6 (real surfaces
                     about half of the training pixels instead of a fifth)
+    +backgrounds-veil  +backgrounds-r24 with a thin low veil added to a quarter of the renders
+                    (``--veil-share 0.25``: flat, B10-dim semi-transparent sheets)
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -68,6 +70,7 @@ ARMS = {
     "+library": ("{data}/sim-library",),
     "+backgrounds": ("{sim}", "{data}/backgrounds"),
     "+backgrounds-r24": ("{sim}", "{data}/backgrounds-r24"),
+    "+backgrounds-veil": ("{sim}", "{data}/backgrounds-r24-veil"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
