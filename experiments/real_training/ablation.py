@@ -9,6 +9,7 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
                     about half of the training pixels instead of a fifth)
     +backgrounds-veil  +backgrounds-r24 with a thin low veil added to a quarter of the renders
                     (``--veil-share 0.25``: flat, B10-dim semi-transparent sheets)
+    +backgrounds-humid-veil  the same veils with B10 gains of 0-0.02 (``--veil-b10 0 0.02``)
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -71,6 +72,7 @@ ARMS = {
     "+backgrounds": ("{sim}", "{data}/backgrounds"),
     "+backgrounds-r24": ("{sim}", "{data}/backgrounds-r24"),
     "+backgrounds-veil": ("{sim}", "{data}/backgrounds-r24-veil"),
+    "+backgrounds-humid-veil": ("{sim}", "{data}/backgrounds-r24-humid-veil"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
@@ -301,6 +303,21 @@ def head_to_head_table(report: dict) -> list[str]:
         alarms = " / ".join(fmt(r["false_alarm_soil_water"]) for r in trio)
         lines.append(f"| {label(run)} ({run.get('epochs', report['epochs'])} ep.) | "
                      f"{run['bands']} | {len(trio[0]['scenes'])} | {iou} | {alarms} |")  # fmt: skip
+    duels = report.get("duels", {})
+    scenes = sorted({scene for duel in duels.values() for scene in duel[HEAD_TO_HEAD]})
+    if not scenes:
+        return lines
+    lines += ["", "The same per scene, for the best row of each band count: cloud IoU of the "
+              "model against the others' consensus / of ukis-csmask against it.", "",
+              "| scene | " + " | ".join(duels) + " |",
+              "| --- | " + " | ".join("---" for _ in duels) + " |"]  # fmt: skip
+    for scene in scenes:
+        cells = []
+        for duel in duels.values():
+            pair = [duel[who].get(scene, {}).get("iou_cloud") for who in ("model_vs_others",
+                                                                          HEAD_TO_HEAD)]  # fmt: skip
+            cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in pair))
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -426,7 +443,7 @@ def main() -> int:
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
     report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
-    report["per_scene"], report["sim_errors"], predictions_of = {}, {}, {}
+    report["per_scene"], report["sim_errors"], report["duels"], predictions_of = {}, {}, {}, {}
     for n_bands in sorted({run["bands"] for run in report["runs"]}):
         rows = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == n_bands]
         if rows:  # the best row of each band count, as `best` is of the 6-band ones
@@ -434,6 +451,8 @@ def main() -> int:
             scored, predictions_of[n_bands], errors = score_run(top, prepared, args.sim_test)
             name = f"{label(top)} ({n_bands} bands, {top['epochs']} ep.)"
             report["per_scene"][name], report["sim_errors"][name] = scored["per_scene"], errors
+            report["duels"][name] = {who: result["per_scene"]
+                                     for who, result in scored["head_to_head"].items()}  # fmt: skip
     predictions = predictions_of[best["bands"]]
     overlays = args.out / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)

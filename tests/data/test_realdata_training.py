@@ -3,6 +3,8 @@ coarser ground sampling distances and training mixes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import rasterio
@@ -12,6 +14,7 @@ from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import (
+    HUMID_VEIL_B10_GAIN,
     random_atmosphere,
     render_on_background,
     write_background_set,
@@ -174,6 +177,13 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
     assert covered.mean() > 0.5 and (mask[covered] == THIN_CLOUD).all()
     added = (toa - surface)[:, covered].mean(axis=1)
     assert added[1] > 0.1 and added[10] < 0.1 * added[1]  # bright in the blue, dim in B10
+    # a humid veil: its B10 gain drawn from the range given, not from its height
+    humid = [random_atmosphere(key, 1.0, HUMID_VEIL_B10_GAIN)[0] for key in range(40)]
+    gains = [c.b10_gain for a in humid for c in a.clouds if c.b10_gain is not None]
+    assert len(gains) == 40 and all(0.0 <= g <= 0.02 for g in gains) and len(set(gains)) == 40
+    assert all(c.b10_gain is None for a, *_ in veiled for c in a.clouds)
+    dry = replace(veil, b10_gain=None).spectrum()
+    assert replace(veil, b10_gain=0.001).spectrum()[10] == np.float32(0.001) < dry[10]
 
 
 def test_land_types_follow_the_rules():

@@ -57,6 +57,11 @@ SUN_ELEVATION = (25.0, 65.0)
 VEIL_COVERAGE = (0.7, 1.0)
 VEIL_OPTICAL_DEPTH = (1.0, 5.0)
 VEIL_HEIGHT_KM = (0.3, 1.5)
+#: A range for the veil's B10 relative to the visible (``veil_b10``; default: from its height,
+#: as every simulated cloud): the water vapour above a low cloud absorbs 1375 nm, leaving from
+#: almost nothing (humid air; the real eo-learn veils: about 0.007) to the simulator's low-cloud
+#: value (0.02).
+HUMID_VEIL_B10_GAIN = (0.0, 0.02)
 #: Atmospheres rendered per background view. 24 won the real-scene ablation over 6
 #: (experiments/real_training/ablation.md, 6 bands, 20 epochs: real cloud IoU 0.483 -> 0.566,
 #: soil/water false alarms 10.5 % -> 5.2 %, simulated IoU unchanged at 0.918).
@@ -90,10 +95,11 @@ def render_on_background(
 
 
 def random_atmosphere(
-    key: int, veil_share: float = 0.0
+    key: int, veil_share: float = 0.0, veil_b10: tuple[float, float] | None = None
 ) -> tuple[Atmosphere, float, float, tuple[float, float]]:
     """An atmosphere from a random simulated site's climate and date, sun angles and origin; with
-    probability ``veil_share`` a thin veil (:data:`VEIL_COVERAGE`) is added to it."""
+    probability ``veil_share`` a thin veil (:data:`VEIL_COVERAGE`) is added to it, its B10 gain
+    drawn from ``veil_b10`` when given (e.g. :data:`HUMID_VEIL_B10_GAIN`)."""
     rng = np.random.default_rng(key)
     site = get_site(sorted(SITES)[int(rng.integers(len(SITES)))])
     dates = revisit_dates(site, "2019-01-01", "2019-12-31")
@@ -109,6 +115,7 @@ def random_atmosphere(
             height_km=float(veil_rng.uniform(*VEIL_HEIGHT_KM)),
             optical_depth=float(veil_rng.uniform(*VEIL_OPTICAL_DEPTH)),
             key=int(veil_rng.integers(2**31)),
+            b10_gain=None if veil_b10 is None else float(veil_rng.uniform(*veil_b10)),
         )  # fmt: skip
         clouds = tuple(sorted((*atmosphere.clouds, veil), key=lambda c: c.height_km))
         atmosphere = replace(atmosphere, clouds=clouds)
@@ -149,10 +156,11 @@ def write_background_set(
     gsds: tuple[int, ...] = (20, 30, 60),
     verbose: bool = True,
     veil_share: float = 0.0,
+    veil_b10: tuple[float, float] | None = None,
 ) -> Path:
     """Render ``renders_per_view`` atmospheres over every usable background view of ``scenes``
     into a dataset at ``out`` (split ``train``; site = the real scene) and return its manifest;
-    ``veil_share`` of them with a thin veil (:func:`random_atmosphere`)."""
+    ``veil_share`` of them with a thin veil (:func:`random_atmosphere`, ``veil_b10``)."""
     out = Path(out)
     with DatasetWriter(out) as writer:
         for scene in scenes:
@@ -167,7 +175,7 @@ def write_background_set(
                 bands = [L1C_BANDS.index(band) for band in scene.bands]
                 for render in range(renders_per_view):
                     key = stable_key(seed, scene.name, gsd, render, "background")
-                    atmosphere, azimuth, elevation, origin = random_atmosphere(key, veil_share)
+                    atmosphere, azimuth, elevation, origin = random_atmosphere(key, veil_share, veil_b10)
                     toa, mask = render_on_background(
                         surface, clear, gsd, atmosphere, azimuth, elevation, origin
                     )

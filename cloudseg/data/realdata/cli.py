@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     backgrounds.add_argument("--veil-share", type=float, default=0.0,
                              help="share of renders with a thin low veil added (default 0)")  # fmt: skip
+    backgrounds.add_argument(
+        "--veil-b10", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="draw the veil's B10 gain (relative to the visible) from this range instead of "
+        "deriving it from its height, e.g. 0 0.02 for low veils in humid air",
+    )  # fmt: skip
     curated = commands.add_parser(
         "curated", help="real scenes labeled by the detectors' consensus, ignore where they differ"
     )
@@ -109,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = write_background_set(
                 load_sources(args.source), args.out, args.renders, args.seed,
                 gsds=tuple(args.gsd), veil_share=args.veil_share,
+                veil_b10=None if args.veil_b10 is None else tuple(args.veil_b10),
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"python -m cloudseg.data.realdata {args.command}: {err}") from err

@@ -90,6 +90,7 @@ class CloudLayer:
     height_km: float
     optical_depth: float  # peak optical depth in the layer's core
     key: int
+    b10_gain: float | None = None  # B10 relative to the visible; None: from the height
 
     def optical_depth_field(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Optical depth at the given world pixel centres (0 outside the cloud)."""
@@ -107,7 +108,7 @@ class CloudLayer:
         if CLOUD_KINDS[self.kind].ice:
             spectrum[_B11], spectrum[_B12] = 0.58, 0.36
         spectrum[_B09] = 0.55 + 0.4 * min(self.height_km / 6.0, 1.0)
-        spectrum[_B10] = b10_cloud_gain(self.height_km)
+        spectrum[_B10] = b10_cloud_gain(self.height_km) if self.b10_gain is None else self.b10_gain
         return spectrum
 
 
