@@ -246,8 +246,9 @@ def markdown(report: dict) -> str:
         "Real yardstick (`yardstick.py`): east halves of the real scenes of `--realdata` (the "
         "west halves feed the library and backgrounds), the project's consensus scoring "
         "(`cloudseg/detectors/consensus.py`) of ukis-csmask, s2cloudless and SCL where they run, "
-        "disagreement ignored; detectors are scored against the *others'* consensus, models "
-        "against all. IoU pooled over pixels; `false alarm`: share of clear-consensus pixels "
+        "disagreement ignored (s2cloudless has no shadow class: it votes on cloud, and where it "
+        "says cloud no pixel counts as clear); detectors are scored against the *others'* "
+        "consensus, models against all. IoU pooled over pixels; `false alarm`: share of clear-consensus pixels "
         "called cloud or shadow (all / over soil, sparse cover or water). Simulated: pooled IoU "
         "cloud-or-shadow vs clear on the shared simulated test split.", "",
         "| producer | bands | train scenes | sim IoU c+s | real IoU cloud | real IoU shadow | "
