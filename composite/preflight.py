@@ -58,7 +58,9 @@ def check_run_inputs(masks: MaskSettings, evidence: EvidenceSettings | None) -> 
         return
     evaluation = evidence.evaluation
     if evaluation.reference:
-        check_raster(evaluation.reference, "evaluation.reference", "a clear-surface reflectance COG")
+        check_raster(
+            evaluation.reference, "evaluation.reference", "a clear-surface reflectance COG"
+        )
     if evaluation.compare_with:
         check_raster(
             evaluation.compare_with, "evaluation.compare_with", "the neighbouring tile's composite"
