@@ -10,6 +10,8 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds-veil  +backgrounds-r24 with a thin low veil added to a quarter of the renders
                     (``--veil-share 0.25``: flat, B10-dim semi-transparent sheets)
     +backgrounds-humid-veil  the same veils with B10 gains of 0-0.02 (``--veil-b10 0 0.02``)
+    +backgrounds-veil-haze  +backgrounds-veil with dense haze (labelled clear) in a quarter of the
+                    renders (``--haze-share 0.25``): the veil's foil
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -73,6 +75,7 @@ ARMS = {
     "+backgrounds-r24": ("{sim}", "{data}/backgrounds-r24"),
     "+backgrounds-veil": ("{sim}", "{data}/backgrounds-r24-veil"),
     "+backgrounds-humid-veil": ("{sim}", "{data}/backgrounds-r24-humid-veil"),
+    "+backgrounds-veil-haze": ("{sim}", "{data}/backgrounds-r24-veil-haze"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),

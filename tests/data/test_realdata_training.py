@@ -186,6 +186,22 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
     assert replace(veil, b10_gain=0.001).spectrum()[10] == np.float32(0.001) < dry[10]
 
 
+def test_dense_haze_is_drawn_on_its_own_stream_and_labelled_clear():
+    plain = [random_atmosphere(key, veil_share=0.5) for key in range(30)]
+    hazy = [random_atmosphere(key, veil_share=0.5, haze_share=1.0) for key in range(30)]
+    for (atmosphere, *rest), (with_haze, *rest_too) in zip(plain, hazy, strict=True):
+        assert rest == rest_too and with_haze.clouds == atmosphere.clouds
+        assert 0.04 <= with_haze.haze.strength <= 0.12
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 64)).astype(np.float32)
+    toa, mask = render_on_background(
+        surface, np.ones((64, 64), bool), 10.0, replace(hazy[0][0], clouds=(), cirrus=None),
+        140.0, 40.0,
+    )  # fmt: skip
+    assert (mask == CLEAR).all()
+    added = (toa - surface).mean(axis=(1, 2))
+    assert added[1] > 0.02 and added[1] > 2 * added[7] > 0  # the blue far more than the NIR
+
+
 def test_land_types_follow_the_rules():
     pixels = np.stack([SPECTRA[0], SPECTRA[3], SPECTRA[4], SPECTRA[6]], axis=1)[:, None, :]
     codes = classify_land(pixels.astype(np.float32), gsd_m=60.0)[0]

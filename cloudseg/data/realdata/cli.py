@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the veil's B10 gain (relative to the visible) from this range instead of "
         "deriving it from its height, e.g. 0 0.02 for low veils in humid air",
     )  # fmt: skip
+    backgrounds.add_argument("--haze-share", type=float, default=0.0,
+                             help="share of renders with dense haze, labelled clear (default 0)")  # fmt: skip
     curated = commands.add_parser(
         "curated", help="real scenes labeled by the detectors' consensus, ignore where they differ"
     )
@@ -115,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load_sources(args.source), args.out, args.renders, args.seed,
                 gsds=tuple(args.gsd), veil_share=args.veil_share,
                 veil_b10=None if args.veil_b10 is None else tuple(args.veil_b10),
+                haze_share=args.haze_share,
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"python -m cloudseg.data.realdata {args.command}: {err}") from err
