@@ -277,8 +277,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"rule `{DEFAULT_RULE}`. `k` and `cloud_floor` were chosen on "
         f"{', '.join(TUNING_SITES)}; the other sites are held out. The haze guard's "
         "`haze_ratio` 1.0 is the physical boundary (B01 rises more than the blue under haze, "
-        "less under a cloud), not a tuned value; the brighter-surface rule (the SWIR rose by at "
-        "least the blue's rise) and the snow rule for B10 have no setting.",
+        "less under a cloud), not a tuned value; the guard's SWIR condition (the SWIR rose "
+        "less than the blue) and the snow rule for B10 have no setting.",
         "",
         "## Simulated tile pairs (truth known)",
         "",
