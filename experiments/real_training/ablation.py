@@ -158,11 +158,6 @@ def cos_iou(confusion: np.ndarray) -> float:
     return round(float(tp / max(tp + fp + fn, 1)), 4)
 
 
-def sim_test_iou(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> float:
-    """Pooled IoU cloud-or-shadow vs clear on the simulated test split."""
-    return cos_iou(sum(sim_test_confusion(predictor, sim_test, rule).values()))
-
-
 def sim_errors(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> dict:
     """Where a model loses simulated IoU: the test split's pooled errors by class and the scenes
     with the most wrong pixels (clear called cloud or shadow, or the reverse)."""
@@ -186,11 +181,9 @@ def score_checkpoint(
 ) -> dict:
     """``{"real": yardstick scores, "sim_iou": simulated test IoU, "cloud_threshold"}`` of one
     checkpoint under the rule of ``cloud_threshold`` (``None``: argmax)."""
-    predictor = WindowedPredictor.from_checkpoint(checkpoint)
-    rule = MaskRule(cloud_threshold=cloud_threshold)
-    real, _ = score_model(prepared, model_predict(predictor, rule))
-    return {"real": real, "sim_iou": sim_test_iou(predictor, sim_test, rule),
-            "cloud_threshold": cloud_threshold}  # fmt: skip
+    run = {"checkpoint": checkpoint, "cloud_threshold": cloud_threshold}
+    real, _, errors = score_run(run, prepared, sim_test)
+    return {"real": real, "sim_iou": errors["sim_iou"], "cloud_threshold": cloud_threshold}
 
 
 def label(run: dict) -> str:
@@ -221,13 +214,15 @@ def overlay(item, panels: dict[str, np.ndarray], path: Path) -> None:
                                   Image.NEAREST).save(path)  # fmt: skip
 
 
-def score_run(run: dict, prepared: list, sim_test: Path) -> tuple[dict, dict, dict]:
-    """A collected run scored again: its real scores (with ``per_scene``), its predictions per
-    real scene, and its :func:`sim_errors`."""
+def score_run(run: dict, prepared: list, sim_test: Path | None) -> tuple[dict, dict, dict | None]:
+    """A run's checkpoint under its rule (``cloud_threshold``; absent: argmax): its real scores
+    (with ``per_scene`` and ``head_to_head``), its predictions per real scene, and its
+    :func:`sim_errors` (``None`` without ``sim_test``)."""
     predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
     rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
     real, predictions = score_model(prepared, model_predict(predictor, rule))
-    return real, predictions, sim_errors(predictor, sim_test, rule)
+    errors = None if sim_test is None else sim_errors(predictor, sim_test, rule)
+    return real, predictions, errors
 
 
 def real_merit(run: dict) -> float:
@@ -412,9 +407,7 @@ def main() -> int:
     if args.rescore_real:
         for score in sorted(Path(args.runs).glob("*/score*.json")):
             run = json.loads(score.read_text())
-            predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
-            rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
-            run["real"], _ = score_model(prepared, model_predict(predictor, rule))
+            run["real"], _, _ = score_run(run, prepared, sim_test=None)
             score.write_text(json.dumps(run, indent=1))
             print(f"== {label(run)} ({run['bands']} bands): real scored again", flush=True)
     for n_bands in [] if args.rescore_real else args.bands:
