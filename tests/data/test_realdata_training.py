@@ -167,8 +167,8 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
         assert veil.kind == "stratus" and 1.0 <= veil.optical_depth <= 5.0
     assert [random_atmosphere(key, veil_share=0.0) for key in range(40)] == plain
     # rendered alone over clear ground: a flat, B10-dim veil labelled thin cloud where it lies
-    veil = veiled[0][0].clouds[[c.kind for c in veiled[0][0].clouds].index("stratus")]
-    veil = CloudLayer("stratus", 1.0, veil.height_km, 3.0, veil.key)
+    (drawn,) = set(veiled[0][0].clouds) - set(plain[0][0].clouds)
+    veil = replace(drawn, coverage=1.0, optical_depth=3.0)
     surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 64)).astype(np.float32)
     toa, mask = render_on_background(
         surface, np.ones((64, 64), bool), 10.0, Atmosphere("overcast", clouds=(veil,)), 140.0, 40.0
