@@ -204,7 +204,7 @@ class CloudMaskDataModule(LightningDataModule):
         options = {} if self.augment is True else dict(self.augment)
         # albumentations keeps its own generator: seed it from torch so seeded runs repeat
         options.setdefault("seed", torch.initial_seed() % 2**32)
-        return build_train_transform(self.patch_size, **options)
+        return build_train_transform(self.patch_size, bands=self.bands, **options)
 
     # -- loaders -------------------------------------------------------------------------------
 

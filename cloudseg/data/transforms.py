@@ -4,14 +4,21 @@ Geometric transforms (flips, 90-degree rotations, scale/crop) move image and mas
 mask with nearest-neighbour. Radiometric jitter works in reflectance units on any number of
 bands and keeps NaN (nodata): albumentations' own pixel transforms clip float images to [0, 1],
 which would cut bright cloud, so per-band gain/offset and noise are two small transforms here.
+Haze is the simulator's aerosol haze laid over a whole chip: labelled clear, it teaches that a
+brighter blue with little change in the SWIR is not cloud.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
+
+from cloudseg.data.simulate.atmosphere import HAZE_SPECTRUM
+from cloudseg.sentinel2.bands import L1C_BANDS, band_indices
 
 
 class BandGainOffset(A.ImageOnlyTransform):
@@ -65,6 +72,47 @@ class ReflectanceNoise(A.ImageOnlyTransform):
         return ("std_range",)
 
 
+class Haze(A.ImageOnlyTransform):
+    """Aerosol haze over the chip as the simulator renders it, the mask unchanged (haze is clear).
+
+    ``reflectance * (1 - path) + path`` with ``path = spectrum * amount``: ``spectrum`` is the haze's
+    path reflectance relative to the blue for each band of the chip (:func:`haze_spectrum`), and
+    ``amount`` a smooth field from 30 % to 100 % of a strength (additive blue reflectance) drawn
+    from ``strength_range``, as the simulator's haze layer varies.
+    """
+
+    def __init__(
+        self,
+        spectrum: Sequence[float],
+        strength_range: tuple[float, float] = (0.02, 0.12),
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p=p)
+        self.spectrum = np.asarray(spectrum, dtype=np.float32)
+        self.strength_range = tuple(strength_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict:
+        height, width, bands = data["image"].shape
+        if bands != len(self.spectrum):
+            raise ValueError(f"Haze has a spectrum for {len(self.spectrum)} bands, the chip {bands}.")
+        strength = self.random_generator.uniform(*self.strength_range)
+        coarse = self.random_generator.uniform(size=(3, 3)).astype(np.float32)
+        field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+        amount = strength * (0.3 + 0.7 * field)
+        return {"path": amount[..., np.newaxis] * self.spectrum}
+
+    def apply(self, img: np.ndarray, path: np.ndarray, **params) -> np.ndarray:
+        return (img * (1.0 - path) + path).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("spectrum", "strength_range")
+
+
+def haze_spectrum(bands: Sequence[str]) -> np.ndarray:
+    """The simulator's haze spectrum (relative to the blue) for ``bands``, in their order."""
+    return HAZE_SPECTRUM[band_indices(bands, L1C_BANDS)]
+
+
 def build_train_transform(
     patch_size: int,
     *,
@@ -75,12 +123,16 @@ def build_train_transform(
     offset_range: tuple[float, float] = (-0.01, 0.01),
     noise_std_range: tuple[float, float] = (0.0, 0.005),
     radiometric_p: float = 0.5,
+    haze_p: float = 0.0,
+    haze_range: tuple[float, float] = (0.02, 0.12),
+    bands: Sequence[str] | None = None,
     seed: int | None = None,
 ) -> A.Compose:
     """The training augmentation for ``(y, x, bands)`` float32 reflectance and a uint8 mask.
 
     ``scale_range`` is the area fraction of the chip kept by the random resized crop (zoom in);
-    ``None`` turns scaling off.
+    ``None`` turns scaling off. ``haze_p`` is the share of chips given :class:`Haze` of a strength
+    in ``haze_range``; it needs the chips' ``bands``.
     """
     steps: list[A.BasicTransform] = []
     if flips:
@@ -93,6 +145,10 @@ def build_train_transform(
                 size=(patch_size, patch_size), scale=tuple(scale_range), ratio=(0.8, 1.25), p=0.5
             )
         )
+    if haze_p > 0:
+        if bands is None:
+            raise ValueError("haze_p > 0 needs the chips' bands (build_train_transform(bands=...)).")
+        steps.append(Haze(haze_spectrum(bands), haze_range, p=haze_p))
     steps += [
         BandGainOffset(gain_range, offset_range, p=radiometric_p),
         ReflectanceNoise(noise_std_range, p=radiometric_p),

@@ -142,7 +142,9 @@ def test_augmented_and_cached_reads_keep_codes_and_agree_without_augmentation(da
     windowed.setup("fit")
     a, b = next(iter(cached.val_dataloader())), next(iter(windowed.val_dataloader()))
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
-    augmented = _module(dataset, augment={"scale_range": (0.5, 1.0), "radiometric_p": 1.0})
+    augmented = _module(
+        dataset, augment={"scale_range": (0.5, 1.0), "radiometric_p": 1.0, "haze_p": 1.0}
+    )
     augmented.setup("fit")
     batch = next(iter(augmented.train_dataloader()))
     assert set(torch.unique(batch["mask"]).tolist()) <= set(range(NUM_CLASSES)) | {IGNORE_INDEX}

@@ -50,6 +50,11 @@ DIRECT_LIGHT_SHARE = np.array(
 CIRRUS_SPECTRUM = np.array(
     [1.0, 1.0, 0.98, 0.96, 0.95, 0.94, 0.93, 0.93, 0.93, 0.9, 0.9, 0.55, 0.35], dtype=np.float32
 )
+#: Haze (aerosol) path reflectance per band relative to the blue: Angstrom-like, falling with
+#: wavelength as ``(nm / 490) ** -1.3``, half as much in B09 (water vapour absorbs), none in B10.
+HAZE_SPECTRUM = (_WAVELENGTHS_NM / 490.0) ** -1.3
+HAZE_SPECTRUM[_B09] *= 0.5
+HAZE_SPECTRUM[_B10] = 0.0
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,7 @@ class HazeLayer:
     def path_reflectance(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Additive reflectance per band ``(13, y, x)``: Angstrom-like, none in B10."""
         amount = self.strength * (0.3 + 0.7 * uniform_field(cols, rows, HAZE_FIELD, self.key))
-        spectral = (_WAVELENGTHS_NM / 490.0) ** -1.3
-        spectral[_B09] *= 0.5
-        spectral[_B10] = 0.0
-        return spectral[:, np.newaxis, np.newaxis] * amount[np.newaxis]
+        return HAZE_SPECTRUM[:, np.newaxis, np.newaxis] * amount[np.newaxis]
 
 
 @dataclass(frozen=True)
