@@ -15,6 +15,7 @@ from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import (
     HUMID_VEIL_B10_GAIN,
+    RenderExtras,
     random_atmosphere,
     render_on_background,
     write_background_set,
@@ -157,15 +158,18 @@ def test_random_atmospheres_are_deterministic_by_key():
     assert random_atmosphere(3) != random_atmosphere(4)
 
 
+VEIL = RenderExtras(veil_share=1.0)
+
+
 def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
     plain = [random_atmosphere(key) for key in range(40)]
-    veiled = [random_atmosphere(key, veil_share=1.0) for key in range(40)]
-    assert random_atmosphere(5, veil_share=1.0) == random_atmosphere(5, veil_share=1.0)
+    veiled = [random_atmosphere(key, RenderExtras(veil_share=1.0)) for key in range(40)]
+    assert random_atmosphere(5, VEIL) == random_atmosphere(5, VEIL)
     for (atmosphere, *sun), (with_veil, *sun_too) in zip(plain, veiled, strict=True):
         assert sun == sun_too  # everything else drawn as without a veil
         (veil,) = set(with_veil.clouds) - set(atmosphere.clouds)
         assert veil.kind == "stratus" and 1.0 <= veil.optical_depth <= 5.0
-    assert [random_atmosphere(key, veil_share=0.0) for key in range(40)] == plain
+    assert [random_atmosphere(key, RenderExtras(veil_share=0.0)) for key in range(40)] == plain
     # rendered alone over clear ground: a flat, B10-dim veil labelled thin cloud where it lies
     (drawn,) = set(veiled[0][0].clouds) - set(plain[0][0].clouds)
     veil = replace(drawn, coverage=1.0, optical_depth=3.0)
@@ -178,7 +182,7 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
     added = (toa - surface)[:, covered].mean(axis=1)
     assert added[1] > 0.1 and added[10] < 0.1 * added[1]  # bright in the blue, dim in B10
     # a humid veil: its B10 gain drawn from the range given, not from its height
-    humid = [random_atmosphere(key, 1.0, HUMID_VEIL_B10_GAIN)[0] for key in range(40)]
+    humid = [random_atmosphere(key, RenderExtras(1.0, HUMID_VEIL_B10_GAIN))[0] for key in range(40)]
     gains = [c.b10_gain for a in humid for c in a.clouds if c.b10_gain is not None]
     assert len(gains) == 40 and all(0.0 <= g <= 0.02 for g in gains) and len(set(gains)) == 40
     assert all(c.b10_gain is None for a, *_ in veiled for c in a.clouds)
@@ -187,8 +191,8 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
 
 
 def test_dense_haze_is_drawn_on_its_own_stream_and_labelled_clear():
-    plain = [random_atmosphere(key, veil_share=0.5) for key in range(30)]
-    hazy = [random_atmosphere(key, veil_share=0.5, haze_share=1.0) for key in range(30)]
+    plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
+    hazy = [random_atmosphere(key, RenderExtras(veil_share=0.5, haze_share=1.0)) for key in range(30)]
     for (atmosphere, *rest), (with_haze, *rest_too) in zip(plain, hazy, strict=True):
         assert rest == rest_too and with_haze.clouds == atmosphere.clouds
         assert 0.04 <= with_haze.haze.strength <= 0.12
@@ -200,6 +204,23 @@ def test_dense_haze_is_drawn_on_its_own_stream_and_labelled_clear():
     assert (mask == CLEAR).all()
     added = (toa - surface).mean(axis=(1, 2))
     assert added[1] > 0.02 and added[1] > 2 * added[7] > 0  # the blue far more than the NIR
+
+
+def test_faint_cirrus_is_drawn_on_its_own_stream_and_labelled_thin_from_its_threshold():
+    plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
+    cirrus = [random_atmosphere(key, RenderExtras(veil_share=0.5, cirrus_share=1.0)) for key in range(30)]
+    for (atmosphere, *rest), (with_cirrus, *rest_too) in zip(plain, cirrus, strict=True):
+        assert rest == rest_too and with_cirrus.clouds == atmosphere.clouds
+        assert with_cirrus.haze == atmosphere.haze
+        assert 0.03 <= with_cirrus.cirrus.reflectance <= 0.08
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 96, 96)).astype(np.float32)
+    alone = replace(cirrus[0][0], clouds=(), haze=None)
+    toa, mask = render_on_background(surface, np.ones((96, 96), bool), 10.0, alone, 140.0, 40.0)
+    field = alone.cirrus.reflectance_field(np.arange(96) + 0.5, np.arange(96) + 0.5)
+    assert (field >= 0.02).any() and (field < 0.02).any()
+    np.testing.assert_array_equal(mask, np.where(field >= 0.02, THIN_CLOUD, CLEAR))
+    with pytest.raises(ValueError, match="cirrus_share"):
+        RenderExtras(cirrus_share=1.5)
 
 
 def test_land_types_follow_the_rules():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from cloudseg.data.realdata.scenes import LoadedScene, training_columns
 from cloudseg.data.simulate.acquisition import revisit_dates
 from cloudseg.data.simulate.atmosphere import (
     Atmosphere,
+    CirrusLayer,
     CloudLayer,
     HazeLayer,
     classify,
@@ -67,6 +68,12 @@ HUMID_VEIL_B10_GAIN = (0.0, 0.02)
 #: densest (the simulated climates' haze goes up to 0.12), labelled clear. The veil's foil: haze
 #: brightens the blue far more than the NIR and SWIR, a veil all bands alike.
 DENSE_HAZE_STRENGTH = (0.04, 0.12)
+#: Faint cirrus (opt-in, ``cirrus_share``): a streaky ice layer of this peak visible reflectance
+#: over this share of the view, in place of the climate's cirrus. Labelled thin cloud where its
+#: reflectance reaches 0.02 (:data:`~cloudseg.data.simulate.atmosphere.THIN_CIRRUS_REFLECTANCE`),
+#: clear below; without B10 it is a faint, near-flat brightening, easily lost over bright soil.
+FAINT_CIRRUS_REFLECTANCE = (0.03, 0.08)
+FAINT_CIRRUS_COVERAGE = (0.3, 0.9)
 #: Atmospheres rendered per background view. 24 won the real-scene ablation over 6
 #: (experiments/real_training/ablation.md, 6 bands, 20 epochs: real cloud IoU 0.483 -> 0.566,
 #: soil/water false alarms 9.2 % -> 4.7 %, simulated IoU unchanged at 0.918).
@@ -99,16 +106,59 @@ def render_on_background(
     return toa, mask
 
 
+@dataclass(frozen=True)
+class RenderExtras:
+    """Layers added to a share of the renders on top of the climates' atmospheres (all off by
+    default): a thin low veil (``veil_share``, :data:`VEIL_COVERAGE`; its B10 gain drawn from
+    ``veil_b10`` when given, e.g. :data:`HUMID_VEIL_B10_GAIN`), dense haze in place of the
+    climate's (``haze_share``, :data:`DENSE_HAZE_STRENGTH`) and faint cirrus in place of the
+    climate's (``cirrus_share``, :data:`FAINT_CIRRUS_REFLECTANCE`). Each is drawn on its own
+    random stream, so adding one leaves every other draw of a render as it was."""
+
+    veil_share: float = 0.0
+    veil_b10: tuple[float, float] | None = None
+    haze_share: float = 0.0
+    cirrus_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("veil_share", "haze_share", "cirrus_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a share of the renders (0-1), got {getattr(self, name)}.")
+
+    def add_to(self, atmosphere: Atmosphere, key: int) -> Atmosphere:
+        """``atmosphere`` with the extras that render ``key`` draws."""
+        veil_rng = np.random.default_rng([key, 1])
+        if veil_rng.random() < self.veil_share:
+            veil = CloudLayer(
+                kind="stratus", coverage=float(veil_rng.uniform(*VEIL_COVERAGE)),
+                height_km=float(veil_rng.uniform(*VEIL_HEIGHT_KM)),
+                optical_depth=float(veil_rng.uniform(*VEIL_OPTICAL_DEPTH)),
+                key=int(veil_rng.integers(2**31)),
+                b10_gain=None if self.veil_b10 is None else float(veil_rng.uniform(*self.veil_b10)),
+            )  # fmt: skip
+            clouds = tuple(sorted((*atmosphere.clouds, veil), key=lambda c: c.height_km))
+            atmosphere = replace(atmosphere, clouds=clouds)
+        haze_rng = np.random.default_rng([key, 2])
+        if haze_rng.random() < self.haze_share:
+            strength = float(haze_rng.uniform(*DENSE_HAZE_STRENGTH))
+            atmosphere = replace(atmosphere, haze=HazeLayer(strength, int(haze_rng.integers(2**31))))
+        cirrus_rng = np.random.default_rng([key, 3])
+        if cirrus_rng.random() < self.cirrus_share:
+            cirrus = CirrusLayer(
+                coverage=float(cirrus_rng.uniform(*FAINT_CIRRUS_COVERAGE)),
+                reflectance=float(cirrus_rng.uniform(*FAINT_CIRRUS_REFLECTANCE)),
+                angle_deg=float(cirrus_rng.uniform(0.0, 180.0)),
+                key=int(cirrus_rng.integers(2**31)),
+            )
+            atmosphere = replace(atmosphere, cirrus=cirrus)
+        return atmosphere
+
+
 def random_atmosphere(
-    key: int,
-    veil_share: float = 0.0,
-    veil_b10: tuple[float, float] | None = None,
-    haze_share: float = 0.0,
+    key: int, extras: RenderExtras = RenderExtras()
 ) -> tuple[Atmosphere, float, float, tuple[float, float]]:
-    """An atmosphere from a random simulated site's climate and date, sun angles and origin; with
-    probability ``veil_share`` a thin veil (:data:`VEIL_COVERAGE`) is added to it, its B10 gain
-    drawn from ``veil_b10`` when given (e.g. :data:`HUMID_VEIL_B10_GAIN`); with probability
-    ``haze_share`` its haze is replaced by a dense one (:data:`DENSE_HAZE_STRENGTH`)."""
+    """An atmosphere from a random simulated site's climate and date with ``extras`` added, sun
+    angles and origin."""
     rng = np.random.default_rng(key)
     site = get_site(sorted(SITES)[int(rng.integers(len(SITES)))])
     dates = revisit_dates(site, "2019-01-01", "2019-12-31")
@@ -117,22 +167,7 @@ def random_atmosphere(
     atmosphere = draw_atmosphere(site, date, int(rng.integers(2**31)), regime)
     origin = (float(rng.uniform(0, WORLD_SPAN_PX)), float(rng.uniform(0, WORLD_SPAN_PX)))
     sun = float(rng.uniform(*SUN_AZIMUTH)), float(rng.uniform(*SUN_ELEVATION))
-    veil_rng = np.random.default_rng([key, 1])  # its own stream: the draws above stay the same
-    if veil_rng.random() < veil_share:
-        veil = CloudLayer(
-            kind="stratus", coverage=float(veil_rng.uniform(*VEIL_COVERAGE)),
-            height_km=float(veil_rng.uniform(*VEIL_HEIGHT_KM)),
-            optical_depth=float(veil_rng.uniform(*VEIL_OPTICAL_DEPTH)),
-            key=int(veil_rng.integers(2**31)),
-            b10_gain=None if veil_b10 is None else float(veil_rng.uniform(*veil_b10)),
-        )  # fmt: skip
-        clouds = tuple(sorted((*atmosphere.clouds, veil), key=lambda c: c.height_km))
-        atmosphere = replace(atmosphere, clouds=clouds)
-    haze_rng = np.random.default_rng([key, 2])  # its own stream too
-    if haze_rng.random() < haze_share:
-        haze = HazeLayer(float(haze_rng.uniform(*DENSE_HAZE_STRENGTH)), int(haze_rng.integers(2**31)))
-        atmosphere = replace(atmosphere, haze=haze)
-    return atmosphere, *sun, origin
+    return extras.add_to(atmosphere, key), *sun, origin
 
 
 def _full_surface(scene: LoadedScene, columns: slice) -> np.ndarray:
@@ -168,14 +203,11 @@ def write_background_set(
     seed: int = 0,
     gsds: tuple[int, ...] = (20, 30, 60),
     verbose: bool = True,
-    veil_share: float = 0.0,
-    veil_b10: tuple[float, float] | None = None,
-    haze_share: float = 0.0,
+    extras: RenderExtras = RenderExtras(),
 ) -> Path:
-    """Render ``renders_per_view`` atmospheres over every usable background view of ``scenes``
-    into a dataset at ``out`` (split ``train``; site = the real scene) and return its manifest;
-    ``veil_share`` of them with a thin veil (:func:`random_atmosphere`, ``veil_b10``),
-    ``haze_share`` with dense haze."""
+    """Render ``renders_per_view`` atmospheres (with ``extras``) over every usable background
+    view of ``scenes`` into a dataset at ``out`` (split ``train``; site = the real scene) and
+    return its manifest."""
     out = Path(out)
     with DatasetWriter(out) as writer:
         for scene in scenes:
@@ -190,9 +222,7 @@ def write_background_set(
                 bands = [L1C_BANDS.index(band) for band in scene.bands]
                 for render in range(renders_per_view):
                     key = stable_key(seed, scene.name, gsd, render, "background")
-                    atmosphere, azimuth, elevation, origin = random_atmosphere(
-                        key, veil_share, veil_b10, haze_share
-                    )
+                    atmosphere, azimuth, elevation, origin = random_atmosphere(key, extras)
                     toa, mask = render_on_background(
                         surface, clear, gsd, atmosphere, azimuth, elevation, origin
                     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.mix import write_mixed_dataset
-from cloudseg.data.realdata.backgrounds import DEFAULT_RENDERS, write_background_set
+from cloudseg.data.realdata.backgrounds import DEFAULT_RENDERS, RenderExtras, write_background_set
 from cloudseg.data.realdata.build_library import build_library
 from cloudseg.data.realdata.curated import write_curated_set
 from cloudseg.data.realdata.demo import CURATION_LIST, prepare_demo_data
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     backgrounds.add_argument("--haze-share", type=float, default=0.0,
                              help="share of renders with dense haze, labelled clear (default 0)")  # fmt: skip
+    backgrounds.add_argument("--cirrus-share", type=float, default=0.0,
+                             help="share of renders with faint cirrus (default 0)")  # fmt: skip
     curated = commands.add_parser(
         "curated", help="real scenes labeled by the detectors' consensus, ignore where they differ"
     )
@@ -115,9 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             written = write_background_set(
                 load_sources(args.source), args.out, args.renders, args.seed,
-                gsds=tuple(args.gsd), veil_share=args.veil_share,
-                veil_b10=None if args.veil_b10 is None else tuple(args.veil_b10),
-                haze_share=args.haze_share,
+                gsds=tuple(args.gsd), extras=RenderExtras(
+                    veil_share=args.veil_share, haze_share=args.haze_share,
+                    veil_b10=None if args.veil_b10 is None else tuple(args.veil_b10),
+                    cirrus_share=args.cirrus_share,
+                ),
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"python -m cloudseg.data.realdata {args.command}: {err}") from err
