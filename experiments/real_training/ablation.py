@@ -12,6 +12,9 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds-humid-veil  the same veils with B10 gains of 0-0.02 (``--veil-b10 0 0.02``)
     +backgrounds-veil-haze  +backgrounds-veil with dense haze (labelled clear) in a quarter of the
                     renders (``--haze-share 0.25``): the veil's foil
+    +backgrounds-cirrus  +backgrounds-r24 with faint cirrus (peak 0.03-0.08, thin from 0.02) in
+                    a quarter of the renders (``--cirrus-share 0.25``)
+    +backgrounds-veil-cirrus  +backgrounds-veil and the faint cirrus together
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -76,6 +79,8 @@ ARMS = {
     "+backgrounds-veil": ("{sim}", "{data}/backgrounds-r24-veil"),
     "+backgrounds-humid-veil": ("{sim}", "{data}/backgrounds-r24-humid-veil"),
     "+backgrounds-veil-haze": ("{sim}", "{data}/backgrounds-r24-veil-haze"),
+    "+backgrounds-cirrus": ("{sim}", "{data}/backgrounds-r24-cirrus"),
+    "+backgrounds-veil-cirrus": ("{sim}", "{data}/backgrounds-r24-veil-cirrus"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
