@@ -53,6 +53,27 @@ class BandGainOffset(A.ImageOnlyTransform):
         return ("gain_range", "offset_range")
 
 
+class Brightness(A.ImageOnlyTransform):
+    """``reflectance * gain``, one gain for every band of the chip: the spectrum's shape is kept.
+
+    Teaches brightness the simulator does not reach, e.g. real cloud tops above 1 in the visible
+    (simulated thick cloud stops at about 0.9).
+    """
+
+    def __init__(self, gain_range: tuple[float, float] = (1.0, 1.3), p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.gain_range = tuple(gain_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict:
+        return {"gain": np.float32(self.random_generator.uniform(*self.gain_range))}
+
+    def apply(self, img: np.ndarray, gain: np.float32, **params) -> np.ndarray:
+        return (img * gain).astype(np.float32)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("gain_range",)
+
+
 class ReflectanceNoise(A.ImageOnlyTransform):
     """Additive Gaussian noise per pixel and band, ``std`` drawn from ``std_range`` (reflectance)."""
 
@@ -125,6 +146,8 @@ def build_train_transform(
     radiometric_p: float = 0.5,
     haze_p: float = 0.0,
     haze_range: tuple[float, float] = (0.02, 0.12),
+    brightness_p: float = 0.0,
+    brightness_range: tuple[float, float] = (1.0, 1.3),
     bands: Sequence[str] | None = None,
     seed: int | None = None,
 ) -> A.Compose:
@@ -132,7 +155,8 @@ def build_train_transform(
 
     ``scale_range`` is the area fraction of the chip kept by the random resized crop (zoom in);
     ``None`` turns scaling off. ``haze_p`` is the share of chips given :class:`Haze` of a strength
-    in ``haze_range``; it needs the chips' ``bands``.
+    in ``haze_range``; it needs the chips' ``bands``. ``brightness_p`` is the share scaled by
+    one :class:`Brightness` gain from ``brightness_range``.
     """
     steps: list[A.BasicTransform] = []
     if flips:
@@ -149,6 +173,8 @@ def build_train_transform(
         if bands is None:
             raise ValueError("haze_p > 0 needs the chips' bands (build_train_transform(bands=...)).")
         steps.append(Haze(haze_spectrum(bands), haze_range, p=haze_p))
+    if brightness_p > 0:
+        steps.append(Brightness(brightness_range, p=brightness_p))
     steps += [
         BandGainOffset(gain_range, offset_range, p=radiometric_p),
         ReflectanceNoise(noise_std_range, p=radiometric_p),

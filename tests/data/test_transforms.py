@@ -52,3 +52,17 @@ def test_haze_is_off_by_default_and_needs_bands():
 def test_haze_draws_repeat_by_seed():
     assert np.array_equal(hazed(0.08, seed=5)[2], hazed(0.08, seed=5)[2], equal_nan=True)
     assert not np.array_equal(hazed(0.08, seed=5)[2], hazed(0.08, seed=6)[2], equal_nan=True)
+
+
+def test_brightness_scales_every_band_alike_and_leaves_the_mask():
+    transform = build_train_transform(
+        16, brightness_p=1.0, brightness_range=(1.1, 1.3), flips=False, rotate90=False,
+        scale_range=None, radiometric_p=0.0, seed=3,
+    )  # fmt: skip
+    image = np.random.default_rng(0).uniform(0.05, 0.9, (16, 16, 4)).astype(np.float32)
+    image[0, 0, :] = np.nan
+    mask = np.full((16, 16), 2, np.uint8)
+    out = transform(image=image, mask=mask)
+    gain = out["image"][1:, 1:] / image[1:, 1:]
+    assert 1.1 <= gain.min() and np.ptp(gain) < 1e-5  # one gain, every band and pixel
+    assert np.isnan(out["image"][0, 0]).all() and np.array_equal(out["mask"], mask)
