@@ -5,7 +5,8 @@ mask with nearest-neighbour. Radiometric jitter works in reflectance units on an
 bands and keeps NaN (nodata): albumentations' own pixel transforms clip float images to [0, 1],
 which would cut bright cloud, so per-band gain/offset and noise are two small transforms here.
 Haze is the simulator's aerosol haze laid over a whole chip: labelled clear, it teaches that a
-brighter blue with little change in the SWIR is not cloud.
+brighter blue with little change in the SWIR is not cloud. Brightness scales every band of a chip
+by one gain, for reflectance above what the simulator makes.
 """
 
 from __future__ import annotations
