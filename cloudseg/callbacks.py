@@ -8,6 +8,9 @@
 Both read the ``{"loss", "prediction"}`` dict that ``CloudSegTask.validation_step`` /
 ``test_step`` return. Without a ``WandbLogger`` nothing is drawn (the confusion matrix is still
 counted).
+
+- ``EMAWeights``: Lightning's exponential moving average of the weights (``callbacks=ema``),
+  which validation, the checkpoints and the test of the best checkpoint use.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import numpy as np
 import wandb
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from cloudseg.labels import CLASS_NAMES, IGNORE_INDEX
@@ -228,3 +233,20 @@ def confusion_matrix_chart(
         {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
         {"title": title},
     )
+
+
+class EMAWeights(EMAWeightAveraging):
+    """An exponential moving average of the weights, updated after every optimizer step.
+
+    Lightning's callback validates with the averaged weights and writes them as a checkpoint's
+    ``state_dict`` (the raw weights go under ``current_model_state``, to resume from). When a
+    checkpoint is loaded outside a fit, as ``train.py`` does to test the best one, the parent
+    would put the raw weights back into the model; here the averaged ones stay, so the test
+    scores the same weights that validation chose and that ``composite.py`` loads.
+    """
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

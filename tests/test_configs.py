@@ -85,7 +85,14 @@ def test_debug_configs_run_on_one_cpu_in_float32_even_for_gpu_experiments():
 
 @pytest.mark.parametrize(
     "overrides",
-    [["trainer=ddp"], ["trainer=gpu"], ["logger=csv"], ["logger=none"], ["callbacks=none"]],
+    [
+        ["trainer=ddp"],
+        ["trainer=gpu"],
+        ["logger=csv"],
+        ["logger=none"],
+        ["callbacks=none"],
+        ["callbacks=ema"],
+    ],
 )
 def test_group_options_compose(overrides):
     cfg = compose_resolved(overrides)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from cloudseg.checkpoint import load_checkpoint
@@ -111,6 +112,42 @@ def test_short_run_logs_metrics_and_overlays_to_offline_wandb(tiny_dataset, tmp_
     assert meta["bands"] == list(L1C_BANDS) and meta["patch_size"] == 32
     assert meta["normalization"]["bands"] == list(L1C_BANDS)
     assert not model.training
+
+
+def test_ema_callbacks_validate_save_and_test_the_averaged_weights(tiny_dataset, tmp_path):
+    """`callbacks=ema`: the best checkpoint's weights are the average (the raw ones kept apart to
+    resume from), composite.py's loader reads the average, and train.py's test scored it."""
+    cfg = compose_train(
+        [
+            "experiment=demo",
+            "debug=limit",
+            "logger=none",
+            "callbacks=ema",
+            f"data.root={tiny_dataset}",
+            *TINY_SHRINK,
+        ],
+        tmp_path,
+    )
+    train(cfg)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    checkpoint = torch.load(report["best_checkpoint"], map_location="cpu", weights_only=False)
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[key], raw[key]) for key in averaged)
+    model, _ = load_checkpoint(report["best_checkpoint"])
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, averaged[f"model.{name}"]), name
+
+    def test_loss(state_dict: dict) -> float:
+        task = instantiate(cfg.model)
+        task.load_state_dict(state_dict)
+        trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+        [metrics] = trainer.test(task, datamodule=instantiate(cfg.data), verbose=False)
+        return metrics["test/loss"]
+
+    reported = report["test"]["test/loss"]
+    assert test_loss(averaged) == pytest.approx(reported, rel=1e-6)
+    assert test_loss(raw) != pytest.approx(reported, rel=1e-6)
 
 
 def test_cli_multirun_over_learning_rates(tiny_dataset, tmp_path):
