@@ -18,6 +18,7 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
+    +backgrounds-r24+curated  the same with the 24-render backgrounds
     all             library + gsd simulated scenes + real backgrounds + curated real labels
 
 Every arm is trained for the band sets asked (4: B02 B03 B04 B08; 6: + B11 B12; 13: L1C) with
@@ -84,6 +85,7 @@ ARMS = {
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
+    "+backgrounds-r24+curated": ("{sim}", "{data}/backgrounds-r24", "{data}/curated"),
     "all": ("{data}/sim-library-gsd", "{data}/backgrounds", "{data}/curated"),
 }
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,11 +50,13 @@ DIRECT_LIGHT_SHARE = np.array(
 CIRRUS_SPECTRUM = np.array(
     [1.0, 1.0, 0.98, 0.96, 0.95, 0.94, 0.93, 0.93, 0.93, 0.9, 0.9, 0.55, 0.35], dtype=np.float32
 )
-#: Haze (aerosol) path reflectance per band relative to the blue: Angstrom-like, falling with
-#: wavelength as ``(nm / 490) ** -1.3``, half as much in B09 (water vapour absorbs), none in B10.
-HAZE_SPECTRUM = (_WAVELENGTHS_NM / 490.0) ** -1.3
+#: Aerosol path reflectance per band relative to the blue: Angstrom-like, falling with
+#: wavelength as ``(nm / 490) ** -1.3``, none in B10 (below the water vapour that hides it).
+AEROSOL_SPECTRUM = (_WAVELENGTHS_NM / 490.0) ** -1.3
+AEROSOL_SPECTRUM[_B10] = 0.0
+#: A haze layer's path reflectance: the aerosol's, half as much in B09 (water vapour absorbs).
+HAZE_SPECTRUM = AEROSOL_SPECTRUM.copy()
 HAZE_SPECTRUM[_B09] *= 0.5
-HAZE_SPECTRUM[_B10] = 0.0
 
 
 @dataclass(frozen=True)

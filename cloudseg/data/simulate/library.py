@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudseg.sentinel2.bands import BANDS, L1C_BANDS
+from cloudseg.data.simulate.atmosphere import AEROSOL_SPECTRUM
+from cloudseg.sentinel2.bands import L1C_BANDS
 
 LAND_TYPES: tuple[str, ...] = (
     "forest", "crops", "sparse_vegetation", "bare_soil", "red_soil", "desert",
@@ -41,7 +42,6 @@ SCENE_GAIN = (0.85, 1.15)
 BAND_GAIN_SD = 0.03
 OFFSET_SD = 0.004
 HAZE_MAX = 0.02  # additive blue reflectance of the strongest library haze
-_WAVELENGTHS_NM = np.array([band.center_nm for band in BANDS], dtype=np.float32)
 _B10 = L1C_BANDS.index("B10")
 
 
@@ -118,8 +118,7 @@ class SpectralLibrary:
             spectra[row] = np.median(self.spectra[chosen], axis=0)
         gain = rng.uniform(*SCENE_GAIN) * (1.0 + rng.normal(0.0, BAND_GAIN_SD, len(L1C_BANDS)))
         offset = rng.normal(0.0, OFFSET_SD, len(L1C_BANDS))
-        haze = rng.uniform(0.0, HAZE_MAX) * (_WAVELENGTHS_NM / 490.0) ** -1.3
-        haze[_B10] = 0.0
+        haze = rng.uniform(0.0, HAZE_MAX) * AEROSOL_SPECTRUM
         spectra = spectra * gain + offset + haze
         spectra[:, _B10] = np.maximum(spectra[:, _B10], 0.0005)
         return np.clip(spectra, 0.0005, None).astype(np.float32)
