@@ -16,7 +16,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from cloudseg.checkpoint import load_checkpoint
+from cloudseg.checkpoint import MODEL_PREFIX, load_checkpoint
 from cloudseg.labels import CLASS_NAMES
 from cloudseg.metrics import DEFAULT_MONITOR
 from cloudseg.sentinel2.bands import L1C_BANDS
@@ -136,9 +136,9 @@ def test_ema_callbacks_validate_save_and_test_the_averaged_weights(tiny_dataset,
     assert any(not torch.equal(averaged[key], raw[key]) for key in averaged)
     model, _ = load_checkpoint(report["best_checkpoint"])
     for name, value in model.state_dict().items():
-        assert torch.equal(value, averaged[f"model.{name}"]), name
+        assert torch.equal(value, averaged[MODEL_PREFIX + name]), name
 
-    def test_loss(state_dict: dict) -> float:
+    def tested_loss(state_dict: dict) -> float:
         task = instantiate(cfg.model)
         task.load_state_dict(state_dict)
         trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
@@ -146,8 +146,8 @@ def test_ema_callbacks_validate_save_and_test_the_averaged_weights(tiny_dataset,
         return metrics["test/loss"]
 
     reported = report["test"]["test/loss"]
-    assert test_loss(averaged) == pytest.approx(reported, rel=1e-6)
-    assert test_loss(raw) != pytest.approx(reported, rel=1e-6)
+    assert tested_loss(averaged) == pytest.approx(reported, rel=1e-6)
+    assert tested_loss(raw) != pytest.approx(reported, rel=1e-6)
 
 
 def test_cli_multirun_over_learning_rates(tiny_dataset, tmp_path):

@@ -354,7 +354,8 @@ def seed_table(report: dict) -> list[str]:
     groups: dict[tuple[int, str, int], list[dict]] = {}
     for run in report["runs"]:
         groups.setdefault(recipe(run), []).append(run)
-    lines = ["", "Seeds: each recipe trained with more than one seed, mean (min-max) over its "
+    rows = []
+    header = ["", "Seeds: each recipe trained with more than one seed, mean (min-max) over its "
              "seeds, and the seeds that meet each goal of issue 15 (simulated IoU >= "
              f"{GOAL_SIM_IOU}, soil/water false alarms <= {GOAL_FALSE_ALARM:.0%}, cloud IoU vs the "
              "others at least ukis-csmask's on the same scenes).", "",
@@ -382,10 +383,10 @@ def seed_table(report: dict) -> list[str]:
         ]  # fmt: skip
         counts = [sum(row[i] for row in met) for i in range(3)] + [sum(all(row) for row in met)]
         seeds = ", ".join(str(seed_of(run)) for run in runs)
-        lines.append(f"| {name} ({epochs} ep.) | {bands} | {seeds} | {spread(sims)} | "
+        rows.append(f"| {name} ({epochs} ep.) | {bands} | {seeds} | {spread(sims)} | "
                      f"{spread(alarms)} | {spread(versus)} ({'-' if ukis is None else f'{ukis:.3f}'}) | "
                      + " / ".join(str(c) for c in counts) + " |")  # fmt: skip
-    return lines if len(lines) > 5 else []
+    return header + rows if rows else []
 
 
 def per_scene_table(report: dict) -> list[str]:
