@@ -15,6 +15,8 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds-cirrus  +backgrounds-r24 with faint cirrus (peak 0.03-0.08, thin from 0.02) in
                     a quarter of the renders (``--cirrus-share 0.25``)
     +backgrounds-veil-cirrus  +backgrounds-veil and the faint cirrus together
+    +backgrounds-tilt  +backgrounds-r24 with the clouds of half the renders in other colours
+                    (``--tilt-share 0.5``: spectral tilts of -0.3 to 0.3, the real clouds' spread)
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -83,6 +85,7 @@ ARMS = {
     "+backgrounds-veil-haze": ("{sim}", "{data}/backgrounds-r24-veil-haze"),
     "+backgrounds-cirrus": ("{sim}", "{data}/backgrounds-r24-cirrus"),
     "+backgrounds-veil-cirrus": ("{sim}", "{data}/backgrounds-r24-veil-cirrus"),
+    "+backgrounds-tilt": ("{sim}", "{data}/backgrounds-r24-tilt"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),

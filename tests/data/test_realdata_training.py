@@ -14,6 +14,7 @@ from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.data.mix import write_mixed_dataset
 from cloudseg.data.realdata.backgrounds import (
+    CLOUD_TILT,
     HUMID_VEIL_B10_GAIN,
     RenderExtras,
     random_atmosphere,
@@ -221,6 +222,33 @@ def test_faint_cirrus_is_drawn_on_its_own_stream_and_labelled_thin_from_its_thre
     np.testing.assert_array_equal(mask, np.where(field >= 0.02, THIN_CLOUD, CLEAR))
     with pytest.raises(ValueError, match="cirrus_share"):
         RenderExtras(cirrus_share=1.5)
+
+
+def test_cloud_colour_is_drawn_on_its_own_stream_and_keeps_the_labels():
+    plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
+    tilted = [random_atmosphere(key, RenderExtras(veil_share=0.5, tilt_share=1.0)) for key in range(30)]
+    tilts = []
+    for (atmosphere, *rest), (with_tilt, *rest_too) in zip(plain, tilted, strict=True):
+        assert rest == rest_too and (with_tilt.haze, with_tilt.cirrus) == (atmosphere.haze, atmosphere.cirrus)
+        assert [replace(c, tilt=0.0) for c in with_tilt.clouds] == list(atmosphere.clouds)
+        tilts += [c.tilt for c in with_tilt.clouds]
+    assert len(set(tilts)) == len(tilts) > 20 and all(CLOUD_TILT[0] <= t <= CLOUD_TILT[1] for t in tilts)
+    # rendered over clear ground: the same labels, a redder or bluer cloud, B10 as it was
+    layer = CloudLayer("stratus", 1.0, 1.5, 30.0, key=7)
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 64)).astype(np.float32)
+    renders = {}
+    for tilt in (-0.3, 0.0, 0.3):
+        atmosphere = Atmosphere("partly", clouds=(replace(layer, tilt=tilt),))
+        renders[tilt] = render_on_background(surface, np.ones((64, 64), bool), 10.0, atmosphere, 140.0, 40.0)
+    np.testing.assert_array_equal(renders[-0.3][1], renders[0.0][1])
+    np.testing.assert_array_equal(renders[0.3][1], renders[0.0][1])
+    cloud = renders[0.0][1] == THICK_CLOUD
+    assert cloud.mean() > 0.05
+    nir_over_blue = {t: (toa[7][cloud] / toa[1][cloud]).mean() for t, (toa, _) in renders.items()}
+    assert nir_over_blue[-0.3] < 0.9 * nir_over_blue[0.0] < 0.81 * nir_over_blue[0.3]
+    np.testing.assert_array_equal(renders[0.3][0][[1, 10]], renders[0.0][0][[1, 10]])  # B02, B10
+    with pytest.raises(ValueError, match="tilt_share"):
+        RenderExtras(tilt_share=-0.1)
 
 
 def test_land_types_follow_the_rules():

@@ -74,6 +74,12 @@ DENSE_HAZE_STRENGTH = (0.04, 0.12)
 #: clear below; without B10 it is a faint, near-flat brightening, easily lost over bright soil.
 FAINT_CIRRUS_REFLECTANCE = (0.03, 0.08)
 FAINT_CIRRUS_COVERAGE = (0.3, 0.9)
+#: Cloud colour (opt-in, ``tilt_share``): each cloud layer's spectrum tilted by its own draw from
+#: this range (:attr:`~cloudseg.data.simulate.atmosphere.CloudLayer.tilt`: every band but B10
+#: times (wavelength / 490 nm) ** tilt). The simulator's clouds have one colour per kind (NIR /
+#: blue 0.95, B11 / blue 0.72); the brightest 3 % of the shared real cloudy scenes range over
+#: NIR / blue 0.79-1.22 and B11 / blue 0.63-1.02, which tilts of -0.3 to 0.3 span.
+CLOUD_TILT = (-0.3, 0.3)
 #: Atmospheres rendered per background view. 24 won the real-scene ablation over 6
 #: (experiments/real_training/ablation.md, 6 bands, 20 epochs: real cloud IoU 0.483 -> 0.566,
 #: soil/water false alarms 9.2 % -> 4.7 %, simulated IoU unchanged at 0.918).
@@ -112,16 +118,18 @@ class RenderExtras:
     default): a thin low veil (``veil_share``, :data:`VEIL_COVERAGE`; its B10 gain drawn from
     ``veil_b10`` when given, e.g. :data:`HUMID_VEIL_B10_GAIN`), dense haze in place of the
     climate's (``haze_share``, :data:`DENSE_HAZE_STRENGTH`) and faint cirrus in place of the
-    climate's (``cirrus_share``, :data:`FAINT_CIRRUS_REFLECTANCE`). Each is drawn on its own
+    climate's (``cirrus_share``, :data:`FAINT_CIRRUS_REFLECTANCE`), and cloud layers of another
+    colour (``tilt_share``, :data:`CLOUD_TILT`; the veil included). Each is drawn on its own
     random stream, so adding one leaves every other draw of a render as it was."""
 
     veil_share: float = 0.0
     veil_b10: tuple[float, float] | None = None
     haze_share: float = 0.0
     cirrus_share: float = 0.0
+    tilt_share: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("veil_share", "haze_share", "cirrus_share"):
+        for name in ("veil_share", "haze_share", "cirrus_share", "tilt_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a share of the renders (0-1), got {getattr(self, name)}.")
 
@@ -151,6 +159,11 @@ class RenderExtras:
                 key=int(cirrus_rng.integers(2**31)),
             )
             atmosphere = replace(atmosphere, cirrus=cirrus)
+        tilt_rng = np.random.default_rng([key, 4])
+        if tilt_rng.random() < self.tilt_share:
+            tilted = tuple(replace(layer, tilt=float(tilt_rng.uniform(*CLOUD_TILT)))
+                           for layer in atmosphere.clouds)  # fmt: skip
+            atmosphere = replace(atmosphere, clouds=tilted)
         return atmosphere
 
 

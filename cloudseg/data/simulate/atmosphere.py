@@ -38,7 +38,7 @@ SHADOW_BLOCKED_FRACTION = 0.5
 CLOUD_REFLECTANCE_SCALE = 8.0  # optical depth at which a cloud reflects half the light
 
 _WAVELENGTHS_NM = np.array([band.center_nm for band in BANDS], dtype=np.float32)
-_B09, _B10, _B11, _B12 = 9, 10, 11, 12
+_B02, _B09, _B10, _B11, _B12 = 1, 9, 10, 11, 12
 
 #: Share of the ground's light that comes straight from the sun (the part a cloud shadow removes);
 #: the rest is diffuse sky light, bluer, so shadows keep more of the blue.
@@ -98,6 +98,7 @@ class CloudLayer:
     optical_depth: float  # peak optical depth in the layer's core
     key: int
     b10_gain: float | None = None  # B10 relative to the visible; None: from the height
+    tilt: float = 0.0  # spectral slope: every band but B10 times (wavelength / B02's) ** tilt
 
     def optical_depth_field(self, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Optical depth at the given world pixel centres (0 outside the cloud)."""
@@ -115,6 +116,8 @@ class CloudLayer:
         if CLOUD_KINDS[self.kind].ice:
             spectrum[_B11], spectrum[_B12] = 0.58, 0.36
         spectrum[_B09] = 0.55 + 0.4 * min(self.height_km / 6.0, 1.0)
+        if self.tilt:
+            spectrum *= (_WAVELENGTHS_NM / _WAVELENGTHS_NM[_B02]) ** self.tilt
         spectrum[_B10] = b10_cloud_gain(self.height_km) if self.b10_gain is None else self.b10_gain
         return spectrum
 
