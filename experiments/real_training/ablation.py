@@ -17,6 +17,8 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds-veil-cirrus  +backgrounds-veil and the faint cirrus together
     +backgrounds-tilt  +backgrounds-r24 with the clouds of half the renders in other colours
                     (``--tilt-share 0.5``: spectral tilts of -0.3 to 0.3, the real clouds' spread)
+    +backgrounds-path  +backgrounds-r24 with shadows that keep the path reflectance of L1C
+                    backgrounds (``--keep-path``)
     +gsd            the simulated scenes cycled over 10/20/30/60 m
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
@@ -86,6 +88,7 @@ ARMS = {
     "+backgrounds-cirrus": ("{sim}", "{data}/backgrounds-r24-cirrus"),
     "+backgrounds-veil-cirrus": ("{sim}", "{data}/backgrounds-r24-veil-cirrus"),
     "+backgrounds-tilt": ("{sim}", "{data}/backgrounds-r24-tilt"),
+    "+backgrounds-path": ("{sim}", "{data}/backgrounds-r24-path"),
     "+gsd": ("{data}/sim-gsd",),
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),

@@ -17,6 +17,7 @@ from cloudseg.data.realdata.backgrounds import (
     CLOUD_TILT,
     HUMID_VEIL_B10_GAIN,
     RenderExtras,
+    path_reflectance,
     random_atmosphere,
     render_on_background,
     write_background_set,
@@ -26,7 +27,7 @@ from cloudseg.data.realdata.curated import consensus_labels, write_curated_set
 from cloudseg.data.realdata.detectors import run_detectors
 from cloudseg.data.realdata.scenes import LoadedScene, ProducerScene, find_real_scenes
 from cloudseg.data.simulate import simulate_scene
-from cloudseg.data.simulate.atmosphere import Atmosphere, CloudLayer
+from cloudseg.data.simulate.atmosphere import RAYLEIGH_PATH, Atmosphere, CloudLayer
 from cloudseg.data.simulate.library import LAND_TYPES, SpectralLibrary
 from cloudseg.data.simulate.products import write_labeled_set
 from cloudseg.data.simulate.scale import block_mean, block_mode, coarser_grid
@@ -34,6 +35,7 @@ from cloudseg.data.simulate.scene import World
 from cloudseg.data.simulate.surface import SPECTRA
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.errors import SceneError
+from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid, processing_grid
 
 GRID = Grid("EPSG:32631", Affine(10, 0, 399960, 0, -10, 4800000), 12, 12)
@@ -152,6 +154,32 @@ def test_background_labels_match_what_was_rendered():
     assert set(np.unique(mask[~clear])) <= {THICK_CLOUD, IGNORE_INDEX}
     assert (mask == CLOUD_SHADOW).any() and (mask == THICK_CLOUD).any()
     assert THIN_CLOUD in mask  # soft cumulus fringes
+
+
+def test_shadows_on_top_of_atmosphere_backgrounds_keep_the_path_reflectance():
+    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 96)).astype(np.float32) + RAYLEIGH_PATH[:, None, None]
+    clear = np.ones((64, 96), bool)
+    cloud = CloudLayer("cumulus", coverage=0.3, height_km=1.5, optical_depth=40.0, key=7)
+    atmosphere = Atmosphere("partly", clouds=(cloud,))
+    l1c = LoadedScene("toa", L1C_BANDS, surface, Grid("EPSG:32631", GRID.transform, 64, 96), 30.0, "l1c")
+    path = path_reflectance(l1c, surface, clear)
+    np.testing.assert_allclose(path, RAYLEIGH_PATH)  # below the scene's darkest pixels
+    np.testing.assert_array_equal(path_reflectance(replace(l1c, product_level="l2a"), surface, clear), 0.0)
+    dark = surface.copy()
+    dark[1] = 0.02  # a blue darker than the nominal path bounds it
+    assert path_reflectance(l1c, dark, clear)[1] == np.float32(0.02)
+    whole, mask = render_on_background(surface, clear, 30.0, atmosphere, 140.0, 40.0)
+    kept, mask_kept = render_on_background(surface, clear, 30.0, atmosphere, 140.0, 40.0, path=path)
+    np.testing.assert_array_equal(mask, mask_kept)
+    depth = cloud.optical_depth_field((np.arange(96) + 0.5) * 3.0, (np.arange(64) + 0.5) * 3.0)
+    shadow = (mask == CLOUD_SHADOW) & (depth == 0)  # no cloud between it and the sensor
+    assert shadow.sum() > 50
+    ground = (surface - path[:, None, None])[1][shadow]
+    # the ground's part is darkened alike; the path's is not
+    np.testing.assert_allclose((kept[1][shadow] - path[1]) / ground, whole[1][shadow] / surface[1][shadow], rtol=1e-4)
+    assert (kept[1][shadow] > whole[1][shadow] + 0.014).all()  # >= 0.05 x half blocked x 0.58
+    lit = (mask == CLEAR) & np.isclose(whole[3], surface[3])
+    np.testing.assert_allclose(kept[:, lit], whole[:, lit], rtol=1e-5)
 
 
 def test_random_atmospheres_are_deterministic_by_key():

@@ -10,6 +10,11 @@ scene is placed in world coordinates at its ground sampling distance (a 30 m pix
 GSD. Labels are exact where the ground is known clear; where the real scene was not clear the
 label is ``thick_cloud`` if an opaque rendered cloud hides it, else ignore (255).
 
+A top-of-atmosphere (L1C) background already holds the light the air scatters towards the sensor;
+with ``keep_path`` a rendered shadow darkens only the ground's part of it (the scene's darkest
+clear pixels bound the path, at most the nominal Rayleigh path), as real shadows keep that haze
+of light; without it the whole pixel is darkened, as the simulator does.
+
 Bands the real scene lacks are carried as NaN through the rendering and not written: a 4-band
 chip gives 4-band training scenes.
 """
@@ -32,6 +37,7 @@ from cloudseg.data.simulate.atmosphere import (
     Atmosphere,
     CirrusLayer,
     CloudLayer,
+    RAYLEIGH_PATH,
     HazeLayer,
     classify,
     draw_atmosphere,
@@ -94,9 +100,11 @@ def render_on_background(
     sun_azimuth: float,
     sun_elevation: float,
     origin: tuple[float, float] = (0.0, 0.0),
+    path: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(toa (13, y, x), mask (y, x))`` of ``atmosphere`` over ``surface`` (13-band reflectance,
-    NaN for bands the scene lacks) at ``gsd_m``; ``origin`` is (col, row) in 10 m world pixels."""
+    NaN for bands the scene lacks) at ``gsd_m``; ``origin`` is (col, row) in 10 m world pixels;
+    ``path``: the path reflectance in ``surface``, which shadows leave (:func:`path_reflectance`)."""
     if surface.shape[0] != len(L1C_BANDS) or clear.shape != surface.shape[1:]:
         raise ValueError(f"surface {surface.shape} must be (13, y, x) over clear {clear.shape}.")
     step = gsd_m / BASE_GSD_M
@@ -104,7 +112,7 @@ def render_on_background(
     rows = origin[1] + (np.arange(surface.shape[1]) + 0.5) * step
     missing = np.isnan(surface)
     rendered = render_atmosphere(
-        atmosphere, np.where(missing, 0.0, surface), cols, rows, sun_azimuth, sun_elevation
+        atmosphere, np.where(missing, 0.0, surface), cols, rows, sun_azimuth, sun_elevation, path
     )
     toa = np.where(missing, np.nan, rendered.reflectance).astype(np.float32)
     mask = classify(rendered)
@@ -183,6 +191,16 @@ def random_atmosphere(
     return extras.add_to(atmosphere, key), *sun, origin
 
 
+def path_reflectance(scene: LoadedScene, surface: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """The path reflectance (13 values) a background ``surface`` holds: none for bottom-of-
+    atmosphere (L2A) scenes; for top-of-atmosphere ones the nominal Rayleigh path, bounded by the
+    first percentile of the scene's ``clear`` pixels in each band (0 for bands it lacks)."""
+    if scene.product_level != "l1c" or not clear.any():
+        return np.zeros(len(L1C_BANDS), np.float32)
+    darkest = np.nan_to_num(np.percentile(surface[:, clear], 1.0, axis=1), nan=0.0)
+    return np.minimum(RAYLEIGH_PATH, darkest).astype(np.float32)
+
+
 def _full_surface(scene: LoadedScene, columns: slice) -> np.ndarray:
     surface = np.full((len(L1C_BANDS), scene.grid.height, columns.stop), np.nan, np.float32)
     for band in scene.bands:
@@ -217,10 +235,11 @@ def write_background_set(
     gsds: tuple[int, ...] = (20, 30, 60),
     verbose: bool = True,
     extras: RenderExtras = RenderExtras(),
+    keep_path: bool = False,
 ) -> Path:
     """Render ``renders_per_view`` atmospheres (with ``extras``) over every usable background
     view of ``scenes`` into a dataset at ``out`` (split ``train``; site = the real scene) and
-    return its manifest."""
+    return its manifest. ``keep_path``: shadows keep the path reflectance (module doc)."""
     out = Path(out)
     with DatasetWriter(out) as writer:
         for scene in scenes:
@@ -233,11 +252,12 @@ def write_background_set(
                               f"(clear share {clear.mean():.2f} < {MIN_CLEAR_SHARE})")  # fmt: skip
                     continue
                 bands = [L1C_BANDS.index(band) for band in scene.bands]
+                path = path_reflectance(scene, surface, clear) if keep_path else None
                 for render in range(renders_per_view):
                     key = stable_key(seed, scene.name, gsd, render, "background")
                     atmosphere, azimuth, elevation, origin = random_atmosphere(key, extras)
                     toa, mask = render_on_background(
-                        surface, clear, gsd, atmosphere, azimuth, elevation, origin
+                        surface, clear, gsd, atmosphere, azimuth, elevation, origin, path
                     )
                     scene_id = f"{scene.name.replace('/', '-')}_{gsd:g}m_{render:02d}"
                     writer.add(

@@ -3,9 +3,9 @@ real scenes: clear-sky pixels (every offline detector that runs agrees they are 
 cloud edges) of the scenes' training halves, sorted into land types by spectral rules.
 
 Only scenes with all 13 L1C bands or the 12 L2A bands give full spectra. L2A pixels are bottom
-of atmosphere: a Rayleigh-like path reflectance ``L2A_PATH_BLUE * (wavelength / 490) ** -4`` is
-added, B09 (water vapour) is damped to ``L2A_B09_OF_B8A`` of B8A as at the top of the atmosphere,
-and B10 (absent) set to ``L2A_B10``. Land-type rules (TOA reflectance, indices NDVI, NDWI, NDSI):
+of atmosphere: the simulator's nominal Rayleigh path reflectance
+(:data:`~cloudseg.data.simulate.atmosphere.RAYLEIGH_PATH`, 0.05 in the blue) is added, B09
+(water vapour) is damped to ``L2A_B09_OF_B8A`` of B8A as at the top of the atmosphere, and B10 (absent) set to ``L2A_B10``. Land-type rules (TOA reflectance, indices NDVI, NDWI, NDSI):
 snow NDSI > 0.4 and B03 > 0.3; water NDWI > 0 and B08 < 0.15 (turbid if B04 > 0.07); forest
 NDVI > 0.55 and B11 < 0.2; crops NDVI > 0.35; sparse vegetation NDVI > 0.2; then desert B04 >
 0.25, town (rough texture: 3 x 3 standard deviation of B04 > 0.03, 10-20 m scenes only), red soil
@@ -19,18 +19,17 @@ from scipy import ndimage
 
 from cloudseg.data.realdata.detectors import clear_agreement, run_detectors
 from cloudseg.data.realdata.scenes import LoadedScene, training_columns
+from cloudseg.data.simulate.atmosphere import RAYLEIGH_PATH
 from cloudseg.data.simulate.library import LAND_TYPES, SpectralLibrary
 from cloudseg.data.simulate.noise import stable_key
-from cloudseg.sentinel2.bands import BANDS, L1C_BANDS, L2A_BANDS
+from cloudseg.sentinel2.bands import L1C_BANDS, L2A_BANDS
 
 MAX_PIXELS_PER_TYPE = 2000  # per scene and land type
 MIN_PIXELS_PER_TYPE = 20
-L2A_PATH_BLUE = 0.05
 L2A_B09_OF_B8A = 0.3
 L2A_B10 = 0.004
 TOWN_TEXTURE = 0.03
 TOWN_MAX_GSD_M = 20.0
-_WAVELENGTHS_NM = np.array([band.center_nm for band in BANDS], dtype=np.float32)
 
 
 def toa_spectra(scene: LoadedScene) -> np.ndarray | None:
@@ -40,14 +39,13 @@ def toa_spectra(scene: LoadedScene) -> np.ndarray | None:
     if not scene.has(L2A_BANDS):
         return None
     out = np.empty((len(L1C_BANDS), *scene.grid.shape), dtype=np.float32)
-    path = L2A_PATH_BLUE * (_WAVELENGTHS_NM / 490.0) ** -4
     for index, band in enumerate(L1C_BANDS):
         if band == "B10":
             out[index] = L2A_B10
         elif band == "B09":
             out[index] = L2A_B09_OF_B8A * scene.band("B8A")
         else:
-            out[index] = scene.band(band) + path[index]
+            out[index] = scene.band(band) + RAYLEIGH_PATH[index]
     return out
 
 

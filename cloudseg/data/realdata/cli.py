@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="share of renders with dense haze, labelled clear (default 0)")  # fmt: skip
     backgrounds.add_argument("--cirrus-share", type=float, default=0.0,
                              help="share of renders with faint cirrus (default 0)")  # fmt: skip
+    backgrounds.add_argument("--keep-path", action="store_true",
+                             help="rendered shadows keep the path reflectance of L1C scenes")  # fmt: skip
     backgrounds.add_argument("--tilt-share", type=float, default=0.0,
                              help="share of renders whose clouds get another colour (default 0)")  # fmt: skip
     curated = commands.add_parser(
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     veil_share=args.veil_share, haze_share=args.haze_share,
                     veil_b10=None if args.veil_b10 is None else tuple(args.veil_b10),
                     cirrus_share=args.cirrus_share, tilt_share=args.tilt_share,
-                ),
+                ), keep_path=args.keep_path,
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"python -m cloudseg.data.realdata {args.command}: {err}") from err

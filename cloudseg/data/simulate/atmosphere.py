@@ -45,6 +45,10 @@ _B02, _B09, _B10, _B11, _B12 = 1, 9, 10, 11, 12
 DIRECT_LIGHT_SHARE = np.array(
     [0.50, 0.58, 0.66, 0.72, 0.75, 0.77, 0.79, 0.80, 0.81, 0.82, 0.85, 0.86, 0.88], dtype=np.float32
 )
+#: A nominal clear-sky Rayleigh path reflectance at the top of the atmosphere: 0.05 in the blue,
+#: falling as wavelength ** -4 (about 0.005 in the NIR, nothing in the SWIR).
+RAYLEIGH_PATH_BLUE = 0.05
+RAYLEIGH_PATH = (RAYLEIGH_PATH_BLUE * (_WAVELENGTHS_NM / 490.0) ** -4).astype(np.float32)
 #: Cirrus (ice) reflectance per band relative to the visible: near-flat, strong in B10 (above the
 #: water vapour), weaker in the SWIR where ice absorbs.
 CIRRUS_SPECTRUM = np.array(
@@ -268,8 +272,11 @@ def render_atmosphere(
     rows: np.ndarray,
     sun_azimuth: float,
     sun_elevation: float,
+    path: np.ndarray | None = None,
 ) -> RenderedAtmosphere:
-    """Put ``atmosphere`` over ``surface`` reflectance ``(13, y, x)`` at the given pixel centres."""
+    """Put ``atmosphere`` over ``surface`` reflectance ``(13, y, x)`` at the given pixel centres.
+    ``path`` (13 values): reflectance of the air between ground and sensor already in
+    ``surface`` (a top-of-atmosphere image); a shadow darkens the ground's light, not the path's."""
     shape = surface.shape[1:]
     direct_transmission = np.ones(shape, dtype=np.float32)
     for layer in atmosphere.clouds:
@@ -277,7 +284,12 @@ def render_atmosphere(
         depth_towards_sun = layer.optical_depth_field(cols + d_col, rows + d_row)
         direct_transmission *= np.exp(-0.5 * depth_towards_sun)
     blocked = 1.0 - direct_transmission
-    toa = surface * (1.0 - blocked[np.newaxis] * DIRECT_LIGHT_SHARE[:, np.newaxis, np.newaxis])
+    lit = 1.0 - blocked[np.newaxis] * DIRECT_LIGHT_SHARE[:, np.newaxis, np.newaxis]
+    if path is None:
+        toa = surface * lit
+    else:
+        path = np.asarray(path, dtype=np.float32)[:, np.newaxis, np.newaxis]
+        toa = path + (surface - path) * lit
 
     if atmosphere.haze is not None:
         path = atmosphere.haze.path_reflectance(cols, rows)
