@@ -63,6 +63,9 @@ class CloudMaskDataModule(LightningDataModule):
         cache_scenes: keep each scene's selected bands in memory (per worker).
         skip_scenes_without_bands: leave out (and log) scenes that lack some of ``bands``, as in
             a mix of 4-, 12- and 13-band real scenes; ``False``: such a scene is an error.
+        chip_shares: share of the training chips per manifest ``label_source`` (e.g.
+            ``{"consensus": 0.2}``; the unnamed sources share the rest by area); ``None``: every
+            scene in proportion to its area (:func:`~cloudseg.data.dataset.chip_weights`).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class CloudMaskDataModule(LightningDataModule):
         cache_scenes: bool = True,
         pin_memory: bool = False,
         skip_scenes_without_bands: bool = False,
+        chip_shares: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if (
@@ -107,6 +111,7 @@ class CloudMaskDataModule(LightningDataModule):
         self.min_labeled_fraction = min_labeled_fraction
         self.pin_memory = pin_memory
         self.skip_scenes_without_bands = skip_scenes_without_bands
+        self.chip_shares = None if chip_shares is None else dict(chip_shares)
         self.reader = SceneReader(cache=cache_scenes)
         self.records: dict[str, list[SceneRecord]] = {}
         self.normalization: dict | None = None
@@ -134,6 +139,7 @@ class CloudMaskDataModule(LightningDataModule):
                 transform=self._train_transform(),
                 reader=self.reader,
                 min_labeled_fraction=self.min_labeled_fraction,
+                chip_shares=self.chip_shares,
             )
         for split in ("val", "test"):
             if split in needed and split not in self.datasets:

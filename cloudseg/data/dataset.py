@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class SceneRecord:
     split: str
     height: int
     width: int
+    label_source: str = ""
 
 
 def scene_records(
@@ -91,9 +92,44 @@ def scene_records(
                 split=record["split"],
                 height=grid.height,
                 width=grid.width,
+                label_source=record["label_source"],
             )
         )
     return records
+
+
+def chip_weights(
+    records: Sequence[SceneRecord], shares: Mapping[str, float] | None = None
+) -> torch.Tensor:
+    """The chance of each scene being drawn for a training chip: its share of the area, or with
+    ``shares`` (label source -> share of the chips, e.g. ``{"consensus": 0.2}``) the named
+    sources' scenes get those shares (by area within each) and the others the rest by area."""
+    areas = torch.tensor([r.height * r.width for r in records], dtype=torch.float64)
+    if not shares:
+        return areas / areas.sum()
+    sources = [r.label_source for r in records]
+    area_of: dict[str, float] = {}
+    for record in records:
+        area_of[record.label_source] = (
+            area_of.get(record.label_source, 0.0) + record.height * record.width
+        )
+    unknown = sorted(set(shares) - set(area_of))
+    if unknown:
+        raise ValueError(
+            f"chip_shares names label sources {unknown} that no training scene has; "
+            f"the training scenes have {sorted(area_of)}."
+        )
+    unnamed = [s for s in area_of if s not in shares]
+    rest = 1.0 - sum(shares.values())
+    if any(v <= 0 for v in shares.values()) or (rest <= 0 if unnamed else abs(rest) > 1e-6):
+        raise ValueError(
+            f"chip_shares {shares}: each share must be > 0 and together < 1 (the other label "
+            f"sources, {unnamed}, share the rest), or exactly 1 when every source is named."
+        )
+    unnamed_area = sum(area_of[s] for s in unnamed)
+    share_of = {s: rest * area_of[s] / unnamed_area for s in unnamed} | shares
+    weights = areas * torch.tensor([share_of[s] / area_of[s] for s in sources], dtype=torch.float64)
+    return weights / weights.sum()
 
 
 class SceneReader:
@@ -209,7 +245,8 @@ def make_sample(
 
 
 class RandomChipDataset(Dataset):
-    """``length`` random chips per epoch, scenes drawn in proportion to their area.
+    """``length`` random chips per epoch, scenes drawn in proportion to their area (or with
+    ``chip_shares``, per label source: :func:`chip_weights`).
 
     A chip with less than ``min_labeled_fraction`` labeled pixels is redrawn (up to
     ``max_draws`` times) so batches do not end up all-ignore. Randomness comes from torch's
@@ -227,6 +264,7 @@ class RandomChipDataset(Dataset):
         reader: SceneReader | None = None,
         min_labeled_fraction: float = 0.01,
         max_draws: int = 10,
+        chip_shares: Mapping[str, float] | None = None,
     ) -> None:
         if not records:
             raise ValueError("RandomChipDataset needs at least one scene.")
@@ -238,8 +276,7 @@ class RandomChipDataset(Dataset):
         self.reader = reader or SceneReader()
         self.min_labeled_fraction = min_labeled_fraction
         self.max_draws = max_draws
-        areas = torch.tensor([r.height * r.width for r in self.records], dtype=torch.float64)
-        self.weights = areas / areas.sum()
+        self.weights = chip_weights(self.records, chip_shares)
 
     def __len__(self) -> int:
         return self.length

@@ -231,6 +231,34 @@ def test_rejected_scenes_are_not_used(tmp_path):
     assert "siteA_20210101" not in used and "siteA_20210102" in used
 
 
+def test_chip_shares_draw_each_label_source_its_share(dataset):
+    frame = read_manifest(dataset)
+    frame.loc[frame["site"] == "siteB", "label_source"] = "consensus"
+    write_manifest(frame, dataset)
+    by_area = _module(dataset)
+    by_area.setup("fit")
+    records = by_area.records["train"]
+    is_consensus = torch.tensor([r.label_source == "consensus" for r in records])
+    assert 0 < is_consensus.sum() < len(records)
+    weights = by_area.datasets["train"].weights
+    areas = torch.tensor([float(r.height * r.width) for r in records])
+    torch.testing.assert_close(weights, (areas / areas.sum()).double())
+    shared = _module(dataset, chip_shares={"consensus": 0.6})
+    shared.setup("fit")
+    weights = shared.datasets["train"].weights
+    assert float(weights[is_consensus].sum()) == pytest.approx(0.6)
+    assert float(weights.sum()) == pytest.approx(1.0)
+    # the unnamed source keeps its scenes in proportion to their area
+    others = weights[~is_consensus] / areas[~is_consensus]
+    torch.testing.assert_close(others, others[:1].expand_as(others))
+    for shares, message in (
+        ({"hand": 0.2}, "no training scene has"),
+        ({"consensus": 1.0}, "together < 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            _module(dataset, chip_shares=shares).setup("fit")
+
+
 def test_seeded_runs_repeat_their_augmented_chips(dataset):
     batches = []
     for _ in range(2):
