@@ -13,6 +13,7 @@ from affine import Affine
 from cloudseg.data.importers.curation import CurationList
 from cloudseg.data.manifest import DatasetWriter, read_manifest
 from cloudseg.data.mix import write_mixed_dataset
+from cloudseg.data.realdata import cli
 from cloudseg.data.realdata.backgrounds import (
     CLOUD_TILT,
     HUMID_VEIL_B10_GAIN,
@@ -34,8 +35,8 @@ from cloudseg.data.simulate.scale import block_mean, block_mode, coarser_grid
 from cloudseg.data.simulate.scene import World
 from cloudseg.data.simulate.surface import SPECTRA
 from cloudseg.labels import CLEAR, CLOUD_SHADOW, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
-from cloudseg.sentinel2.errors import SceneError
 from cloudseg.sentinel2.bands import L1C_BANDS
+from cloudseg.sentinel2.errors import SceneError
 from cloudseg.sentinel2.grid import Grid, processing_grid
 
 GRID = Grid("EPSG:32631", Affine(10, 0, 399960, 0, -10, 4800000), 12, 12)
@@ -157,14 +158,21 @@ def test_background_labels_match_what_was_rendered():
 
 
 def test_shadows_on_top_of_atmosphere_backgrounds_keep_the_path_reflectance():
-    surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 96)).astype(np.float32) + RAYLEIGH_PATH[:, None, None]
+    surface = (
+        np.tile(SPECTRA[2][:, None, None], (1, 64, 96)).astype(np.float32)
+        + RAYLEIGH_PATH[:, None, None]
+    )
     clear = np.ones((64, 96), bool)
     cloud = CloudLayer("cumulus", coverage=0.3, height_km=1.5, optical_depth=40.0, key=7)
     atmosphere = Atmosphere("partly", clouds=(cloud,))
-    l1c = LoadedScene("toa", L1C_BANDS, surface, Grid("EPSG:32631", GRID.transform, 64, 96), 30.0, "l1c")
+    l1c = LoadedScene(
+        "toa", L1C_BANDS, surface, Grid("EPSG:32631", GRID.transform, 64, 96), 30.0, "l1c"
+    )
     path = path_reflectance(l1c, surface, clear)
     np.testing.assert_allclose(path, RAYLEIGH_PATH)  # below the scene's darkest pixels
-    np.testing.assert_array_equal(path_reflectance(replace(l1c, product_level="l2a"), surface, clear), 0.0)
+    np.testing.assert_array_equal(
+        path_reflectance(replace(l1c, product_level="l2a"), surface, clear), 0.0
+    )
     dark = surface.copy()
     dark[1] = 0.02  # a blue darker than the nominal path bounds it
     assert path_reflectance(l1c, dark, clear)[1] == np.float32(0.02)
@@ -176,7 +184,9 @@ def test_shadows_on_top_of_atmosphere_backgrounds_keep_the_path_reflectance():
     assert shadow.sum() > 50
     ground = (surface - path[:, None, None])[1][shadow]
     # the ground's part is darkened alike; the path's is not
-    np.testing.assert_allclose((kept[1][shadow] - path[1]) / ground, whole[1][shadow] / surface[1][shadow], rtol=1e-4)
+    np.testing.assert_allclose(
+        (kept[1][shadow] - path[1]) / ground, whole[1][shadow] / surface[1][shadow], rtol=1e-4
+    )
     assert (kept[1][shadow] > whole[1][shadow] + 0.014).all()  # >= 0.05 x half blocked x 0.58
     lit = (mask == CLEAR) & np.isclose(whole[3], surface[3])
     np.testing.assert_allclose(kept[:, lit], whole[:, lit], rtol=1e-5)
@@ -221,7 +231,9 @@ def test_a_veil_is_added_on_its_own_stream_and_rendered_as_thin_cloud():
 
 def test_dense_haze_is_drawn_on_its_own_stream_and_labelled_clear():
     plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
-    hazy = [random_atmosphere(key, RenderExtras(veil_share=0.5, haze_share=1.0)) for key in range(30)]
+    hazy = [
+        random_atmosphere(key, RenderExtras(veil_share=0.5, haze_share=1.0)) for key in range(30)
+    ]
     for (atmosphere, *rest), (with_haze, *rest_too) in zip(plain, hazy, strict=True):
         assert rest == rest_too and with_haze.clouds == atmosphere.clouds
         assert 0.04 <= with_haze.haze.strength <= 0.12
@@ -237,7 +249,9 @@ def test_dense_haze_is_drawn_on_its_own_stream_and_labelled_clear():
 
 def test_faint_cirrus_is_drawn_on_its_own_stream_and_labelled_thin_from_its_threshold():
     plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
-    cirrus = [random_atmosphere(key, RenderExtras(veil_share=0.5, cirrus_share=1.0)) for key in range(30)]
+    cirrus = [
+        random_atmosphere(key, RenderExtras(veil_share=0.5, cirrus_share=1.0)) for key in range(30)
+    ]
     for (atmosphere, *rest), (with_cirrus, *rest_too) in zip(plain, cirrus, strict=True):
         assert rest == rest_too and with_cirrus.clouds == atmosphere.clouds
         assert with_cirrus.haze == atmosphere.haze
@@ -254,20 +268,29 @@ def test_faint_cirrus_is_drawn_on_its_own_stream_and_labelled_thin_from_its_thre
 
 def test_cloud_colour_is_drawn_on_its_own_stream_and_keeps_the_labels():
     plain = [random_atmosphere(key, RenderExtras(veil_share=0.5)) for key in range(30)]
-    tilted = [random_atmosphere(key, RenderExtras(veil_share=0.5, tilt_share=1.0)) for key in range(30)]
+    tilted = [
+        random_atmosphere(key, RenderExtras(veil_share=0.5, tilt_share=1.0)) for key in range(30)
+    ]
     tilts = []
     for (atmosphere, *rest), (with_tilt, *rest_too) in zip(plain, tilted, strict=True):
-        assert rest == rest_too and (with_tilt.haze, with_tilt.cirrus) == (atmosphere.haze, atmosphere.cirrus)
+        assert rest == rest_too and (with_tilt.haze, with_tilt.cirrus) == (
+            atmosphere.haze,
+            atmosphere.cirrus,
+        )
         assert [replace(c, tilt=0.0) for c in with_tilt.clouds] == list(atmosphere.clouds)
         tilts += [c.tilt for c in with_tilt.clouds]
-    assert len(set(tilts)) == len(tilts) > 20 and all(CLOUD_TILT[0] <= t <= CLOUD_TILT[1] for t in tilts)
+    assert len(set(tilts)) == len(tilts) > 20 and all(
+        CLOUD_TILT[0] <= t <= CLOUD_TILT[1] for t in tilts
+    )
     # rendered over clear ground: the same labels, a redder or bluer cloud, B10 as it was
     layer = CloudLayer("stratus", 1.0, 1.5, 30.0, key=7)
     surface = np.tile(SPECTRA[2][:, None, None], (1, 64, 64)).astype(np.float32)
     renders = {}
     for tilt in (-0.3, 0.0, 0.3):
         atmosphere = Atmosphere("partly", clouds=(replace(layer, tilt=tilt),))
-        renders[tilt] = render_on_background(surface, np.ones((64, 64), bool), 10.0, atmosphere, 140.0, 40.0)
+        renders[tilt] = render_on_background(
+            surface, np.ones((64, 64), bool), 10.0, atmosphere, 140.0, 40.0
+        )
     np.testing.assert_array_equal(renders[-0.3][1], renders[0.0][1])
     np.testing.assert_array_equal(renders[0.3][1], renders[0.0][1])
     cloud = renders[0.0][1] == THICK_CLOUD
@@ -277,6 +300,20 @@ def test_cloud_colour_is_drawn_on_its_own_stream_and_keeps_the_labels():
     np.testing.assert_array_equal(renders[0.3][0][[1, 10]], renders[0.0][0][[1, 10]])  # B02, B10
     with pytest.raises(ValueError, match="tilt_share"):
         RenderExtras(tilt_share=-0.1)
+
+
+def test_backgrounds_command_passes_its_render_options(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cli, "load_sources", lambda sources: ["scene"])
+    monkeypatch.setattr(
+        cli, "write_background_set", lambda *args, **kwargs: calls.append(kwargs) or tmp_path / "m"
+    )
+    options = ["--veil-share", "0.25", "--cirrus-share", "0.5", "--tilt-share", "0.75"]
+    cli.main(["backgrounds", "--source", "s", "--out", "o", *options, "--keep-path"])
+    cli.main(["backgrounds", "--source", "s", "--out", "o"])
+    assert calls[0]["extras"] == RenderExtras(veil_share=0.25, cirrus_share=0.5, tilt_share=0.75)
+    assert calls[0]["keep_path"] is True
+    assert calls[1]["extras"] == RenderExtras() and calls[1]["keep_path"] is False
 
 
 def test_land_types_follow_the_rules():
