@@ -23,6 +23,9 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +curated        simulated + real scenes labeled by the detectors' consensus (curated)
     +backgrounds+curated  the two real-data levers that paid alone, together
     +backgrounds-r24+curated  the same with the 24-render backgrounds
+    +backgrounds-r24+curated-without-betsiboka  the same with the Betsiboka scene's curated
+                    labels left out (``curation_without_betsiboka.csv``): does what the curated
+                    labels teach carry to a scene they do not show?
     all             library + gsd simulated scenes + real backgrounds + curated real labels
 
 Every arm is trained for the band sets asked (4: B02 B03 B04 B08; 6: + B11 B12; 13: L1C) with
@@ -93,6 +96,11 @@ ARMS = {
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
     "+backgrounds-r24+curated": ("{sim}", "{data}/backgrounds-r24", "{data}/curated"),
+    "+backgrounds-r24+curated-without-betsiboka": (
+        "{sim}",
+        "{data}/backgrounds-r24",
+        "{data}/curated-without-betsiboka",
+    ),
     "all": ("{data}/sim-library-gsd", "{data}/backgrounds", "{data}/curated"),
 }
 ROOT = Path(__file__).resolve().parents[2]
