@@ -64,8 +64,9 @@ class CloudMaskDataModule(LightningDataModule):
         skip_scenes_without_bands: leave out (and log) scenes that lack some of ``bands``, as in
             a mix of 4-, 12- and 13-band real scenes; ``False``: such a scene is an error.
         chip_shares: share of the training chips per manifest ``label_source`` (e.g.
-            ``{"consensus": 0.2}``; the unnamed sources share the rest by area); ``None``: every
-            scene in proportion to its area (:func:`~cloudseg.data.dataset.chip_weights`).
+            ``{"consensus": 0.2}``; the unnamed sources share the rest by area, a source no
+            training scene has is skipped with a warning); ``None``: every scene in proportion
+            to its area (:func:`~cloudseg.data.dataset.chip_weights`).
     """
 
     def __init__(

@@ -13,6 +13,7 @@ each in its own UTM zone; sampling pixel windows per scene is the honest fit.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +28,15 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from cloudseg.data.importers.sources import assert_same_grid
-from cloudseg.data.manifest import validate_mask
+from cloudseg.data.manifest import LABEL_SOURCES, validate_mask
 from cloudseg.data.normalization import normalize
 from cloudseg.labels import IGNORE_INDEX
 from cloudseg.sentinel2.bands import band_indices, resolve_bands
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.radiometry import dn_to_reflectance, offset_for_baseline
 from cloudseg.sentinel2.sources import SceneError
+
+log = logging.getLogger(__name__)
 
 Transform = Callable[..., dict]
 
@@ -103,22 +106,27 @@ def chip_weights(
 ) -> torch.Tensor:
     """The chance of each scene being drawn for a training chip: its share of the area, or with
     ``shares`` (label source -> share of the chips, e.g. ``{"consensus": 0.2}``) the named
-    sources' scenes get those shares (by area within each) and the others the rest by area."""
+    sources' scenes get those shares (by area within each) and the others the rest by area. A
+    named source no training scene has is left out with a warning (a mix built without the real
+    scenes has no ``consensus`` scenes); a name that is no label source at all is an error."""
+    unknown = sorted(set(shares or {}) - set(LABEL_SOURCES))
+    if unknown:
+        raise ValueError(
+            f"chip_shares names {unknown}, which are not label sources {LABEL_SOURCES}."
+        )
     areas = torch.tensor([r.height * r.width for r in records], dtype=torch.float64)
-    if not shares:
-        return areas / areas.sum()
-    sources = [r.label_source for r in records]
     area_of: dict[str, float] = {}
     for record in records:
         area_of[record.label_source] = (
             area_of.get(record.label_source, 0.0) + record.height * record.width
         )
-    unknown = sorted(set(shares) - set(area_of))
-    if unknown:
-        raise ValueError(
-            f"chip_shares names label sources {unknown} that no training scene has; "
-            f"the training scenes have {sorted(area_of)}."
-        )
+    absent = sorted(set(shares or {}) - set(area_of))
+    if absent:
+        log.warning("chip_shares: no training scene has label source %s; drawing by area "
+                    "without it (the scenes have %s).", absent, sorted(area_of))  # fmt: skip
+    shares = {k: v for k, v in (shares or {}).items() if k in area_of}
+    if not shares:
+        return areas / areas.sum()
     unnamed = [s for s in area_of if s not in shares]
     rest = 1.0 - sum(shares.values())
     if any(v <= 0 for v in shares.values()) or (rest <= 0 if unnamed else abs(rest) > 1e-6):
@@ -128,6 +136,7 @@ def chip_weights(
         )
     unnamed_area = sum(area_of[s] for s in unnamed)
     share_of = {s: rest * area_of[s] / unnamed_area for s in unnamed} | shares
+    sources = [r.label_source for r in records]
     weights = areas * torch.tensor([share_of[s] / area_of[s] for s in sources], dtype=torch.float64)
     return weights / weights.sum()
 

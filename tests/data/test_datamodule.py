@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -231,7 +232,7 @@ def test_rejected_scenes_are_not_used(tmp_path):
     assert "siteA_20210101" not in used and "siteA_20210102" in used
 
 
-def test_chip_shares_draw_each_label_source_its_share(dataset):
+def test_chip_shares_draw_each_label_source_its_share(dataset, caplog):
     frame = read_manifest(dataset)
     frame.loc[frame["site"] == "siteB", "label_source"] = "consensus"
     write_manifest(frame, dataset)
@@ -252,11 +253,17 @@ def test_chip_shares_draw_each_label_source_its_share(dataset):
     others = weights[~is_consensus] / areas[~is_consensus]
     torch.testing.assert_close(others, others[:1].expand_as(others))
     for shares, message in (
-        ({"hand": 0.2}, "no training scene has"),
+        ({"consenus": 0.2}, "not label sources"),
         ({"consensus": 1.0}, "together < 1"),
     ):
         with pytest.raises(ValueError, match=message):
             _module(dataset, chip_shares=shares).setup("fit")
+    # a source no scene has (a mix built without real scenes): a warning, then by area
+    with caplog.at_level(logging.WARNING, logger="cloudseg.data.dataset"):
+        absent = _module(dataset, chip_shares={"hand": 0.2})
+        absent.setup("fit")
+    assert "no training scene has label source ['hand']" in caplog.text
+    torch.testing.assert_close(absent.datasets["train"].weights, by_area.datasets["train"].weights)
 
 
 def test_seeded_runs_repeat_their_augmented_chips(dataset):
