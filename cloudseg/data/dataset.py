@@ -109,22 +109,22 @@ def chip_weights(
     sources' scenes get those shares (by area within each) and the others the rest by area. A
     named source no training scene has is left out with a warning (a mix built without the real
     scenes has no ``consensus`` scenes); a name that is no label source at all is an error."""
-    unknown = sorted(set(shares or {}) - set(LABEL_SOURCES))
+    shares = dict(shares or {})
+    unknown = sorted(set(shares) - set(LABEL_SOURCES))
     if unknown:
         raise ValueError(
             f"chip_shares names {unknown}, which are not label sources {LABEL_SOURCES}."
         )
     areas = torch.tensor([r.height * r.width for r in records], dtype=torch.float64)
+    sources = [r.label_source for r in records]
     area_of: dict[str, float] = {}
-    for record in records:
-        area_of[record.label_source] = (
-            area_of.get(record.label_source, 0.0) + record.height * record.width
-        )
-    absent = sorted(set(shares or {}) - set(area_of))
+    for source, area in zip(sources, areas.tolist(), strict=True):
+        area_of[source] = area_of.get(source, 0.0) + area
+    absent = sorted(set(shares) - set(area_of))
     if absent:
         log.warning("chip_shares: no training scene has label source %s; drawing by area "
                     "without it (the scenes have %s).", absent, sorted(area_of))  # fmt: skip
-    shares = {k: v for k, v in (shares or {}).items() if k in area_of}
+    shares = {k: v for k, v in shares.items() if k in area_of}
     if not shares:
         return areas / areas.sum()
     unnamed = [s for s in area_of if s not in shares]
@@ -136,7 +136,6 @@ def chip_weights(
         )
     unnamed_area = sum(area_of[s] for s in unnamed)
     share_of = {s: rest * area_of[s] / unnamed_area for s in unnamed} | shares
-    sources = [r.label_source for r in records]
     weights = areas * torch.tensor([share_of[s] / area_of[s] for s in sources], dtype=torch.float64)
     return weights / weights.sum()
 

@@ -34,10 +34,10 @@ from cloudseg.data.realdata.detectors import clear_agreement, run_detectors
 from cloudseg.data.realdata.scenes import LoadedScene, training_columns
 from cloudseg.data.simulate.acquisition import revisit_dates
 from cloudseg.data.simulate.atmosphere import (
+    RAYLEIGH_PATH,
     Atmosphere,
     CirrusLayer,
     CloudLayer,
-    RAYLEIGH_PATH,
     HazeLayer,
     classify,
     draw_atmosphere,

@@ -39,6 +39,8 @@ CLOUD_REFLECTANCE_SCALE = 8.0  # optical depth at which a cloud reflects half th
 
 _WAVELENGTHS_NM = np.array([band.center_nm for band in BANDS], dtype=np.float32)
 _B02, _B09, _B10, _B11, _B12 = 1, 9, 10, 11, 12
+#: Each band's wavelength relative to the blue's (B02, 490 nm), the base of the spectral power laws.
+_RELATIVE_TO_BLUE = _WAVELENGTHS_NM / _WAVELENGTHS_NM[_B02]
 
 #: Share of the ground's light that comes straight from the sun (the part a cloud shadow removes);
 #: the rest is diffuse sky light, bluer, so shadows keep more of the blue.
@@ -48,7 +50,7 @@ DIRECT_LIGHT_SHARE = np.array(
 #: A nominal clear-sky Rayleigh path reflectance at the top of the atmosphere: 0.05 in the blue,
 #: falling as wavelength ** -4 (about 0.005 in the NIR, nothing in the SWIR).
 RAYLEIGH_PATH_BLUE = 0.05
-RAYLEIGH_PATH = (RAYLEIGH_PATH_BLUE * (_WAVELENGTHS_NM / 490.0) ** -4).astype(np.float32)
+RAYLEIGH_PATH = (RAYLEIGH_PATH_BLUE * _RELATIVE_TO_BLUE**-4).astype(np.float32)
 #: Cirrus (ice) reflectance per band relative to the visible: near-flat, strong in B10 (above the
 #: water vapour), weaker in the SWIR where ice absorbs.
 CIRRUS_SPECTRUM = np.array(
@@ -56,7 +58,7 @@ CIRRUS_SPECTRUM = np.array(
 )
 #: Aerosol path reflectance per band relative to the blue: Angstrom-like, falling with
 #: wavelength as ``(nm / 490) ** -1.3``, none in B10 (below the water vapour that hides it).
-AEROSOL_SPECTRUM = (_WAVELENGTHS_NM / 490.0) ** -1.3
+AEROSOL_SPECTRUM = _RELATIVE_TO_BLUE**-1.3
 AEROSOL_SPECTRUM[_B10] = 0.0
 #: A haze layer's path reflectance: the aerosol's, half as much in B09 (water vapour absorbs).
 HAZE_SPECTRUM = AEROSOL_SPECTRUM.copy()
@@ -121,7 +123,7 @@ class CloudLayer:
             spectrum[_B11], spectrum[_B12] = 0.58, 0.36
         spectrum[_B09] = 0.55 + 0.4 * min(self.height_km / 6.0, 1.0)
         if self.tilt:
-            spectrum *= (_WAVELENGTHS_NM / _WAVELENGTHS_NM[_B02]) ** self.tilt
+            spectrum *= _RELATIVE_TO_BLUE**self.tilt
         spectrum[_B10] = b10_cloud_gain(self.height_km) if self.b10_gain is None else self.b10_gain
         return spectrum
 
@@ -288,8 +290,8 @@ def render_atmosphere(
     if path is None:
         toa = surface * lit
     else:
-        path = np.asarray(path, dtype=np.float32)[:, np.newaxis, np.newaxis]
-        toa = path + (surface - path) * lit
+        air = np.asarray(path, dtype=np.float32)[:, np.newaxis, np.newaxis]
+        toa = air + (surface - air) * lit
 
     if atmosphere.haze is not None:
         path = atmosphere.haze.path_reflectance(cols, rows)
