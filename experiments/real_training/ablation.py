@@ -96,6 +96,7 @@ ARMS = {
     "+curated": ("{sim}", "{data}/curated"),
     "+backgrounds+curated": ("{sim}", "{data}/backgrounds", "{data}/curated"),
     "+backgrounds-r24+curated": ("{sim}", "{data}/backgrounds-r24", "{data}/curated"),
+    "+backgrounds-path+curated": ("{sim}", "{data}/backgrounds-r24-path", "{data}/curated"),
     "+backgrounds-r24+curated-without-betsiboka": (
         "{sim}",
         "{data}/backgrounds-r24",
@@ -110,6 +111,8 @@ DEFAULT_SEED = int(OmegaConf.load(ROOT / "conf" / "train.yaml").seed)
 #: Issue 15's bars for the winning model (beside: at least ukis-csmask's real agreement).
 GOAL_SIM_IOU = 0.95
 GOAL_FALSE_ALARM = 0.03
+#: The decision rule of a run scored without thresholds.
+ARGMAX = MaskRule()
 #: Scenes of the simulated test split named in the record's error table, the worst first.
 WORST_SCENES = 3
 
@@ -121,9 +124,18 @@ def run_name(arm: str, n_bands: int, epochs: int, tag: str = "") -> str:
     return name + (f"-{tag}" if tag else "")
 
 
-def score_name(cloud_threshold: float | None, last: bool = False) -> str:
-    rule = "" if cloud_threshold is None else f"-cloud{cloud_threshold:g}"
-    return f"score{rule}{'-last' if last else ''}.json"
+def run_rule(run: dict) -> MaskRule:
+    """The decision rule a run is scored under (its ``cloud_threshold`` / ``clear_threshold``;
+    absent: argmax)."""
+    return MaskRule(cloud_threshold=run.get("cloud_threshold"),
+                    clear_threshold=run.get("clear_threshold"))  # fmt: skip
+
+
+def score_name(rule: MaskRule, last: bool = False) -> str:
+    """``score[-cloudT][-clearT][-last].json``: where a run's scores under ``rule`` are kept."""
+    suffix = "" if rule.cloud_threshold is None else f"-cloud{rule.cloud_threshold:g}"
+    suffix += "" if rule.clear_threshold is None else f"-clear{rule.clear_threshold:g}"
+    return f"score{suffix}{'-last' if last else ''}.json"
 
 
 def train(arm: str, n_bands: int, sources: list[str], args) -> dict:
@@ -203,14 +215,12 @@ def sim_errors(predictor: WindowedPredictor, sim_test: Path, rule: MaskRule) -> 
     }
 
 
-def score_checkpoint(
-    checkpoint: str, prepared, sim_test: Path, cloud_threshold: float | None = None
-) -> dict:
-    """``{"real": yardstick scores, "sim_iou": simulated test IoU, "cloud_threshold"}`` of one
-    checkpoint under the rule of ``cloud_threshold`` (``None``: argmax)."""
-    run = {"checkpoint": checkpoint, "cloud_threshold": cloud_threshold}
-    real, _, errors = score_run(run, prepared, sim_test)
-    return {"real": real, "sim_iou": errors["sim_iou"], "cloud_threshold": cloud_threshold}
+def score_checkpoint(checkpoint: str, prepared, sim_test: Path, rule: MaskRule = ARGMAX) -> dict:
+    """``{"real": yardstick scores, "sim_iou": simulated test IoU, "cloud_threshold",
+    "clear_threshold"}`` of one checkpoint under ``rule`` (default: argmax)."""
+    thresholds = {"cloud_threshold": rule.cloud_threshold, "clear_threshold": rule.clear_threshold}
+    real, _, errors = score_run({"checkpoint": checkpoint, **thresholds}, prepared, sim_test)
+    return {"real": real, "sim_iou": errors["sim_iou"], **thresholds}
 
 
 def label(run: dict) -> str:
@@ -218,6 +228,8 @@ def label(run: dict) -> str:
     parts = [run["arm"], *run.get("overrides", [])]
     if run.get("cloud_threshold") is not None:
         parts.append(f"cloud >= {run['cloud_threshold']:g}")
+    if run.get("clear_threshold") is not None:
+        parts.append(f"clear >= {run['clear_threshold']:g}")
     if run.get("last"):
         parts.append("last checkpoint")
     return ", ".join(parts)
@@ -242,11 +254,11 @@ def overlay(item, panels: dict[str, np.ndarray], path: Path) -> None:
 
 
 def score_run(run: dict, prepared: list, sim_test: Path | None) -> tuple[dict, dict, dict | None]:
-    """A run's checkpoint under its rule (``cloud_threshold``; absent: argmax): its real scores
+    """A run's checkpoint under its rule (:func:`run_rule`): its real scores
     (with ``per_scene`` and ``head_to_head``), its predictions per real scene, and its
     :func:`sim_errors` (``None`` without ``sim_test``)."""
     predictor = WindowedPredictor.from_checkpoint(run["checkpoint"])
-    rule = MaskRule(cloud_threshold=run.get("cloud_threshold"))
+    rule = run_rule(run)
     real, predictions = score_model(prepared, model_predict(predictor, rule))
     errors = None if sim_test is None else sim_errors(predictor, sim_test, rule)
     return real, predictions, errors
@@ -461,9 +473,12 @@ def main() -> int:
     parser.add_argument("--tag", default="", help="run folder suffix naming --overrides")
     parser.add_argument("--cloud-threshold", type=float, default=None,
                         help="score with MaskRule(cloud_threshold=...) instead of argmax")  # fmt: skip
+    parser.add_argument("--clear-threshold", type=float, default=None,
+                        help="score with MaskRule(clear_threshold=...) instead of argmax (the "
+                        "composites' rule: 0.9)")  # fmt: skip
     parser.add_argument(
         "--last", action="store_true", help="score the run's last checkpoint (the end of "
-        "training) instead of the best by validation IoU, into score[-cloudT]-last.json",
+        "training) instead of the best by validation IoU, into score[-cloudT][-clearT]-last.json",
     )  # fmt: skip
     parser.add_argument(
         "--rescore", action="store_true", help="score the runs already trained again (no training)"
@@ -493,10 +508,11 @@ def main() -> int:
             run["real"], _, _ = score_run(run, prepared, sim_test=None)
             score.write_text(json.dumps(run, indent=1))
             print(f"== {label(run)} ({run['bands']} bands): real scored again", flush=True)
+    rule = MaskRule(cloud_threshold=args.cloud_threshold, clear_threshold=args.clear_threshold)
     for n_bands in [] if args.rescore_real else args.bands:
         for arm in args.arms:
             run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs, args.tag)
-            score = run_dir / score_name(args.cloud_threshold, args.last)
+            score = run_dir / score_name(rule, args.last)
             if score.exists() and not args.rescore:
                 continue
             if args.rescore and not score.exists():
@@ -507,8 +523,7 @@ def main() -> int:
                 run["checkpoint"] = str(Path(run["checkpoint"]).with_name("last.ckpt"))
             run.update(arm=arm, bands=n_bands, epochs=args.epochs, overrides=args.overrides,
                        last=args.last)  # fmt: skip
-            run.update(score_checkpoint(run["checkpoint"], prepared, args.sim_test,
-                                        args.cloud_threshold))  # fmt: skip
+            run.update(score_checkpoint(run["checkpoint"], prepared, args.sim_test, rule))
             score.write_text(json.dumps(run, indent=1))
             print(f"{label(run)} {n_bands}: sim {run['sim_iou']} real {run['real']}", flush=True)
     runs = [json.loads(path.read_text()) for path in Path(args.runs).glob("*/score*.json")]
@@ -519,7 +534,7 @@ def main() -> int:
     order = {arm: index for index, arm in enumerate(ARMS)}
     report["runs"] = sorted(runs, key=lambda r: (
         r["bands"], order.get(r["arm"], -1), r["epochs"], r.get("overrides", []),
-        r.get("cloud_threshold") or 0.0, bool(r.get("last"))))  # fmt: skip
+        r.get("cloud_threshold") or 0.0, r.get("clear_threshold") or 0.0, bool(r.get("last"))))  # fmt: skip
     primary = [run for run in report["runs"] if run["arm"] in ARMS and run["bands"] == 6]
     best = max(primary, key=real_merit)
     report["best"] = f"{label(best)} ({best['bands']} bands, {best['epochs']} ep.)"
