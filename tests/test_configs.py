@@ -65,8 +65,10 @@ def test_experiments_hold_their_setups():
 
 
 def test_demo_trains_a_band_subset_of_the_default_mix():
-    cfg = compose_resolved(["experiment=demo", "data.bands=[B02,B03,B04,B08,B11,B12]"])
+    bands = "data.bands=[B02,B03,B04,B08,B11,B12]"
+    cfg = compose_resolved(["experiment=demo", bands, "data.patch_size=96"])
     assert list(cfg.data.bands) == ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert cfg.data.patch_size == 96
     assert cfg.data.root.endswith("data/demo/mix") and cfg.data.skip_scenes_without_bands
 
 

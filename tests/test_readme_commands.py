@@ -48,7 +48,7 @@ README_COMMANDS: dict[str, tuple[str, ...]] = {
         "tests/test_readme_commands.py::test_make_targets_exist",
         "tests/data/test_demo_data.py::test_demo_data_is_idempotent_and_mixes_real_sources",
     ),
-    "python train.py experiment=demo data.bands=[B02,B03,B04,B08,B11,B12]": (
+    "python train.py experiment=demo data.bands=[B02,B03,B04,B08,B11,B12] data.patch_size=96": (
         "tests/test_configs.py::test_demo_trains_a_band_subset_of_the_default_mix",
         "tests/data/test_demo_data.py::test_demo_data_is_idempotent_and_mixes_real_sources",
     ),
