@@ -493,6 +493,7 @@ def main() -> int:
         help="also score a checkpoint trained elsewhere (e.g. the full 20-epoch demo)",
     )  # fmt: skip
     args = parser.parse_args()
+    rule = run_rule(vars(args))  # a bad threshold fails here, before any work
     cache = Path(args.data) / "yardstick-detectors"
     prepared = prepare(find_real_scenes(args.realdata, verbose=False), cache)
     report = {
@@ -508,7 +509,6 @@ def main() -> int:
             run["real"], _, _ = score_run(run, prepared, sim_test=None)
             score.write_text(json.dumps(run, indent=1))
             print(f"== {label(run)} ({run['bands']} bands): real scored again", flush=True)
-    rule = MaskRule(cloud_threshold=args.cloud_threshold, clear_threshold=args.clear_threshold)
     for n_bands in [] if args.rescore_real else args.bands:
         for arm in args.arms:
             run_dir = Path(args.runs) / run_name(arm, n_bands, args.epochs, args.tag)
