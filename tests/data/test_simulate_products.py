@@ -13,7 +13,13 @@ import pytest
 import rasterio
 
 from cloudseg.data.manifest import read_manifest
-from cloudseg.data.simulate import get_site, write_labeled_set, write_overlapping_tiles, write_stack
+from cloudseg.data.simulate import (
+    get_site,
+    labeled_set_plan,
+    write_labeled_set,
+    write_overlapping_tiles,
+    write_stack,
+)
 from cloudseg.data.simulate.cli import main
 from cloudseg.labels import CLEAR, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS
@@ -66,6 +72,39 @@ def test_labeled_set_is_a_valid_dataset_of_georeferenced_scenes(labeled):
         assert tags["SENSING_TIME"].startswith(row.date) and tags["TILE_ID"] == site.tile_id
         assert set(np.unique(mask)) <= {0, 1, 2, 3, IGNORE_INDEX}
         np.testing.assert_array_equal(dn[0] == 0, mask[0] == IGNORE_INDEX)
+
+
+def test_labeled_set_plan_replays_the_written_scenes(labeled):
+    root, manifest = labeled
+    plan = labeled_set_plan(n_scenes=20, size=96, seed=0)
+    assert sorted(planned.scene_id for planned in plan) == sorted(manifest["scene_id"])
+    for planned in plan[:3]:
+        row = manifest.set_index("scene_id").loc[planned.scene_id]
+        mask, _, facts = read(root / row["mask_path"])
+        scene = planned.render()
+        assert facts.transform == scene.grid.transform
+        np.testing.assert_array_equal(mask[0], scene.mask)
+    with pytest.raises(ValueError, match="exceeds"):
+        labeled_set_plan(n_scenes=1, size=100_000)
+
+
+def test_a_set_without_b10_labels_ignores_only_the_cirrus_only_pixels(labeled, tmp_path):
+    root, manifest = labeled
+    main(["labeled", "--out", str(tmp_path), "--n-scenes", "20", "--size", "96",
+          "--ignore-cirrus-only", "--no-progress"])  # fmt: skip
+    plan = {planned.scene_id: planned for planned in labeled_set_plan(20, 96, 0)}
+    ignored = 0
+    for row in manifest.itertuples():
+        image, _, _ = read(root / row.image_path)
+        np.testing.assert_array_equal(read(tmp_path / row.image_path)[0], image)
+        labels, changed = read(root / row.mask_path)[0][0], read(tmp_path / row.mask_path)[0][0]
+        planned = plan[row.scene_id]
+        cirrus_only = planned.world.cirrus_only(planned.render())
+        np.testing.assert_array_equal(changed[~cirrus_only], labels[~cirrus_only])
+        assert (changed[cirrus_only] == IGNORE_INDEX).all()
+        assert (labels[cirrus_only] == THIN_CLOUD).all()
+        ignored += int(cirrus_only.sum())
+    assert ignored > 0
 
 
 def test_labeled_set_mixes_baselines_with_their_dn_offset(labeled):

@@ -4,6 +4,7 @@ confusers that defeat a simple brightness threshold."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,6 +91,23 @@ def test_cirrus_is_bright_in_b10_and_b10_separates_high_from_low_cloud(scenes):
     low_b10 = median(low, "B10", low.mask == THICK_CLOUD)
     high_b10 = median(high, "B10", high.mask == THICK_CLOUD)
     assert low_b10 < 0.06 and high_b10 > 0.1 and high_b10 > 3 * low_b10
+
+
+def test_cirrus_only_pixels_are_the_ones_clear_without_the_cirrus(scenes):
+    cirrus = scenes["cirrus_fields"]  # cirrus and no other cloud: all its thin cloud is cirrus's
+    only = World("sim-site01", seed=0).cirrus_only(cirrus)
+    np.testing.assert_array_equal(only, cirrus.mask == THIN_CLOUD)
+    assert median(cirrus, "B10", only) > 0.015
+
+    low = scenes["low_cloud"]  # no cirrus: nothing is cirrus-only
+    assert not World("sim-site05", seed=0).cirrus_only(low).any()
+
+    world = World("sim-site05", seed=0)  # cumulus under cirrus: the cumulus keeps its labels
+    both = world.render(low.grid, low.date, atmosphere=replace(low.atmosphere, cirrus=CIRRUS))
+    only = world.cirrus_only(both)
+    cumulus_cloud = (low.mask == THICK_CLOUD) | (low.mask == THIN_CLOUD)
+    assert only.any() and not (only & cumulus_cloud).any()
+    assert (both.mask[only] == THIN_CLOUD).all() and (low.mask[only] == CLEAR).all()
 
 
 def test_cloud_shadows_darken_the_nir_more_than_the_blue(scenes):

@@ -13,6 +13,8 @@ truth and two overlapping tiles in the formats the real pipeline reads.
 from cloudseg.data.simulate.acquisition import Acquisition, acquisition_for, revisit_dates
 from cloudseg.data.simulate.atmosphere import Atmosphere, CirrusLayer, CloudLayer, HazeLayer
 from cloudseg.data.simulate.products import (
+    PlannedScene,
+    labeled_set_plan,
     stack_grid,
     write_labeled_set,
     write_overlapping_tiles,
@@ -31,11 +33,13 @@ __all__ = [
     "CloudLayer",
     "HazeLayer",
     "LandCoverMix",
+    "PlannedScene",
     "SimulatedScene",
     "Site",
     "World",
     "acquisition_for",
     "get_site",
+    "labeled_set_plan",
     "revisit_dates",
     "simulate_scene",
     "stack_grid",

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--gsd", type=int, nargs="+", choices=SUPPORTED_GSD_M, default=[BASE_GSD_M],
         help="ground sampling distances (m) the scenes cycle over (default: 10)",
     )  # fmt: skip
+    labeled.add_argument(
+        "--ignore-cirrus-only", action="store_true",
+        help="label ignore (255) what is not clear only because of cirrus (for models without B10)",
+    )  # fmt: skip
 
     stack = commands.add_parser("stack", help="a time series over one site, with its truth")
     stack.add_argument("--n-dates", type=int, default=100)
@@ -101,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             library = None if args.library is None else SpectralLibrary.load(args.library)
             written = write_labeled_set(
                 args.out, args.n_scenes, args.size, args.seed, sites=args.sites, library=library,
-                gsds=tuple(args.gsd), progress=progress,
+                gsds=tuple(args.gsd), ignore_cirrus_only=args.ignore_cirrus_only,
+                progress=progress,
             )  # fmt: skip
         elif args.command == "stack":
             written = write_stack(

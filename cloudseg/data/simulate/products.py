@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,59 @@ def _labeled_window(
     return row, min(max(col, 0), limit)
 
 
+@dataclass(frozen=True)
+class PlannedScene:
+    """One scene of a labeled set before it is rendered: its index, world, 10 m grid, date and
+    sky regime (:func:`labeled_set_plan`)."""
+
+    index: int
+    world: World
+    grid: Grid
+    date: dt.date
+    regime: str
+
+    @property
+    def scene_id(self) -> str:
+        """The scene's id at 10 m (a coarser set appends ``_<gsd>m``)."""
+        return f"{self.world.site.site_id}_{self.date:%Y%m%d}_{self.index:04d}"
+
+    def render(self) -> SimulatedScene:
+        return self.world.render(self.grid, self.date, regime=self.regime)
+
+
+def labeled_set_plan(
+    n_scenes: int = 100,
+    size: int = 512,
+    seed: int = 0,
+    *,
+    sites: list[str] | None = None,
+    library: SpectralLibrary | None = None,
+) -> list[PlannedScene]:
+    """The scenes :func:`write_labeled_set` renders with these arguments, in its order: cycling
+    over ``sites`` (default: ``LABELED_SITES``, every preset but stack-only ones), a date and a
+    window drawn per scene, cloud regimes in the shares of ``LABELED_REGIME_SHARES``. Replaying
+    a set's plan renders its scenes again, e.g. to ask what made a pixel's label."""
+    if n_scenes < 1 or size < 1:
+        raise ValueError(f"n_scenes ({n_scenes}) and size ({size}) must be positive.")
+    if size > TILE_SIZE_PX:
+        raise ValueError(f"size {size} exceeds the {TILE_SIZE_PX}-px tile.")
+    worlds = [World(get_site(site), seed, library) for site in (sites or LABELED_SITES)]
+    rng = np.random.default_rng(stable_key(seed, "labeled set"))
+    regimes = regime_quota(n_scenes, rng)
+    candidates = {
+        world.site.site_id: revisit_dates(world.site, *LABELED_DATE_RANGE) for world in worlds
+    }
+    plan = []
+    for index in range(n_scenes):
+        world = worlds[index % len(worlds)]
+        dates = candidates[world.site.site_id]
+        date = dates[int(rng.integers(len(dates)))]
+        row, col = _labeled_window(world.site, date, size, rng)
+        grid = world.site.window_grid(row, col, size, size)
+        plan.append(PlannedScene(index, world, grid, date, regimes[index]))
+    return plan
+
+
 def write_labeled_set(
     out: str | os.PathLike,
     n_scenes: int = 100,
@@ -117,51 +171,40 @@ def write_labeled_set(
     sites: list[str] | None = None,
     library: SpectralLibrary | None = None,
     gsds: tuple[int, ...] = (BASE_GSD_M,),
+    ignore_cirrus_only: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write ``n_scenes`` labeled ``size`` x ``size`` scenes, cycling over ``sites`` (default:
-    ``LABELED_SITES``, every preset but stack-only ones), and return the manifest path. Like every
-    :class:`DatasetWriter` it merges into a manifest already in ``out`` (same scene ids are
-    replaced): use a fresh folder for a different set.
+    """Write the ``n_scenes`` labeled ``size`` x ``size`` scenes of :func:`labeled_set_plan`
+    and return the manifest path. Like every :class:`DatasetWriter` it merges into a manifest
+    already in ``out`` (same scene ids are replaced): use a fresh folder for a different set.
 
     ``library`` mixes each scene's surface from real spectra (:class:`SpectralLibrary`);
     ``gsds`` cycles the scenes over ground sampling distances (a 10 m render averaged to 20, 30
     or 60 m pixels, :mod:`.scale`), so scene ``i`` is ``size / (gsd / 10)`` px at ``gsds[i % n]``.
+    ``ignore_cirrus_only`` labels ignore (255) the pixels that are not clear only because of
+    cirrus (:meth:`World.cirrus_only`): a set for models without B10, which barely see it.
     """
-    if n_scenes < 1 or size < 1:
-        raise ValueError(f"n_scenes ({n_scenes}) and size ({size}) must be positive.")
-    if size > TILE_SIZE_PX:
-        raise ValueError(f"size {size} exceeds the {TILE_SIZE_PX}-px tile.")
     factors = [gsd_factor(gsd) for gsd in gsds]
-    worlds = [World(get_site(site), seed, library) for site in (sites or LABELED_SITES)]
-    rng = np.random.default_rng(stable_key(seed, "labeled set"))
-    regimes = regime_quota(n_scenes, rng)
-    candidates = {
-        world.site.site_id: revisit_dates(world.site, *LABELED_DATE_RANGE) for world in worlds
-    }
+    plan = labeled_set_plan(n_scenes, size, seed, sites=sites, library=library)
     out = Path(out)
     with DatasetWriter(out) as writer:
-        for index in tqdm(range(n_scenes), desc="labeled scenes", disable=not progress):
-            world = worlds[index % len(worlds)]
-            site = world.site
-            dates = candidates[site.site_id]
-            date = dates[int(rng.integers(len(dates)))]
-            row, col = _labeled_window(site, date, size, rng)
-            scene = world.render(
-                site.window_grid(row, col, size, size), date, regime=regimes[index]
-            )
-            factor = factors[index % len(factors)]
+        for planned in tqdm(plan, desc="labeled scenes", disable=not progress):
+            scene = planned.render()
+            mask = scene.mask
+            if ignore_cirrus_only:
+                mask = np.where(planned.world.cirrus_only(scene), np.uint8(IGNORE_INDEX), mask)
+            factor = factors[planned.index % len(factors)]
             suffix = f"_{BASE_GSD_M * factor}m" if len(factors) > 1 else ""
             writer.add(
-                f"{site.site_id}_{date:%Y%m%d}_{index:04d}{suffix}",
+                planned.scene_id + suffix,
                 reflectance_to_dn(
                     block_mean(scene.reflectance, factor), scene.acquisition.dn_offset
                 ),
-                block_mode(scene.mask, factor),
+                block_mode(mask, factor),
                 coarser_grid(scene.grid, factor),
                 scene.bands,
-                site=site.site_id,
-                date=date.isoformat(),
+                site=scene.site.site_id,
+                date=scene.date.isoformat(),
                 label_source="simulated",
                 processing_baseline=scene.processing_baseline,
                 tags=scene.tags(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from cloudseg.data.simulate.surface import (
     build_static_surface,
     surface_state,
 )
-from cloudseg.labels import IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
+from cloudseg.labels import CLEAR, IGNORE_INDEX, THICK_CLOUD, THIN_CLOUD
 from cloudseg.sentinel2.bands import L1C_BANDS
 from cloudseg.sentinel2.grid import Grid
 from cloudseg.sentinel2.radiometry import reflectance_to_dn
@@ -202,6 +202,19 @@ class World:
             acquisition=acquisition,
             atmosphere=atmosphere,
         )
+
+    def cirrus_only(self, scene: SimulatedScene) -> np.ndarray:
+        """Where ``scene`` (rendered by this world) is labelled not clear only because of its
+        cirrus: the same scene rendered without its cirrus layer is clear there. Faint cirrus is
+        bright in B10 and adds only a few hundredths of reflectance, nearly flat, in the other
+        bands, so this is what a model without B10 can barely see."""
+        if scene.atmosphere.cirrus is None:
+            return np.zeros(scene.mask.shape, dtype=bool)
+        without = self.render(
+            scene.grid, scene.date, atmosphere=replace(scene.atmosphere, cirrus=None)
+        )
+        labelled = (scene.mask != CLEAR) & (scene.mask != IGNORE_INDEX)
+        return labelled & (without.mask == CLEAR)
 
 
 def simulate_scene(
