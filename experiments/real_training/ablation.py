@@ -26,6 +26,9 @@ Arms (training mixes, each a :func:`cloudseg.data.mix.write_mixed_dataset` of th
     +backgrounds-r24+curated-without-betsiboka  the same with the Betsiboka scene's curated
                     labels left out (``curation_without_betsiboka.csv``): does what the curated
                     labels teach carry to a scene they do not show?
+    +backgrounds-r24+curated-cirrus-ignored  the same with the simulated scenes' cirrus-only
+                    pixels labelled ignore (``cloudfree-simulate labeled --ignore-cirrus-only``):
+                    does a model without B10 gain from not being taught cirrus it barely sees?
     all             library + gsd simulated scenes + real backgrounds + curated real labels
 
 Every arm is trained for the band sets asked (4: B02 B03 B04 B08; 6: + B11 B12; 13: L1C) with
@@ -56,6 +59,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +105,11 @@ ARMS = {
         "{sim}",
         "{data}/backgrounds-r24",
         "{data}/curated-without-betsiboka",
+    ),
+    "+backgrounds-r24+curated-cirrus-ignored": (
+        "{data}/sim-cirrus-ignored",
+        "{data}/backgrounds-r24",
+        "{data}/curated",
     ),
     "all": ("{data}/sim-library-gsd", "{data}/backgrounds", "{data}/curated"),
 }
@@ -170,25 +179,38 @@ def model_predict(predictor: WindowedPredictor, rule: MaskRule):
     return predict
 
 
-def sim_test_confusion(
+def sim_test_predictions(
     predictor: WindowedPredictor, sim_test: Path, rule: MaskRule
-) -> dict[str, np.ndarray]:
-    """Per scene of the simulated test split (DataModule's split), the ``(4, 4)`` confusion of
-    the classes (rows: truth clear, thick, thin, shadow; columns: predicted)."""
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Per scene of the simulated test split (DataModule's split): its id, the reference classes
+    and the classes ``predictor`` gives under ``rule``."""
     frame = read_manifest(sim_test)
     frame = frame[assign_splits(frame, seed=0)["split"] == "test"]
-    out = {}
     for row in frame.to_dict("records"):
         with open_scene(sim_test / row["image_path"]) as scene:
             reflectance = scene.read_reflectance(predictor.bands)
         with open_scene(sim_test / row["mask_path"], band_names=["SCL"]) as mask_scene:
             reference = mask_scene.read(["SCL"])[0]
         classes = rule.classes(predictor.predict_array(reflectance, desc="sim"))
-        keep = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
-        pairs = reference[keep].astype(np.int64) * NUM_CLASSES + classes[keep]
-        counts = np.bincount(pairs, minlength=NUM_CLASSES**2)
-        out[Path(row["image_path"]).stem] = counts.reshape(NUM_CLASSES, NUM_CLASSES)
-    return out
+        yield Path(row["image_path"]).stem, reference, classes
+
+
+def class_confusion(reference: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The ``(4, 4)`` confusion of the classes (rows: truth clear, thick, thin, shadow; columns:
+    predicted), ignored pixels of either left out."""
+    keep = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
+    pairs = reference[keep].astype(np.int64) * NUM_CLASSES + classes[keep]
+    return np.bincount(pairs, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def sim_test_confusion(
+    predictor: WindowedPredictor, sim_test: Path, rule: MaskRule
+) -> dict[str, np.ndarray]:
+    """Per scene of the simulated test split, its :func:`class_confusion`."""
+    return {
+        name: class_confusion(reference, classes)
+        for name, reference, classes in sim_test_predictions(predictor, sim_test, rule)
+    }
 
 
 def cos_iou(confusion: np.ndarray) -> float:
