@@ -41,7 +41,7 @@ model's probabilities, or with ``--cloud-threshold T`` cloud where thick + thin 
 (:class:`~cloudseg.inference.spec.MaskRule`; a run already trained is then only scored again,
 into ``score-cloudT.json``); ``--last`` scores a run's last checkpoint instead of the one
 with the best validation IoU (``score-last.json``). Writes ``ablation.json``, ``ablation.md`` and overlays of the best
-6-band row under ``--out``.
+6-band row (and of the best row of each other band count) under ``--out``.
 
     python experiments/real_training/ablation.py --realdata ../shared/realdata \
         --sim-test /work/wt/data-sim/labeled --data data/ablation --epochs 6 --bands 6 4 13
@@ -333,9 +333,10 @@ def markdown(report: dict) -> str:
     lines += seed_table(report)
     lines += per_scene_table(report)
     lines += sim_errors_table(report)
-    lines += ["", f"Overlays (`overlays/`, best arm `{report['best']}`): RGB, consensus reference, "
-              "model, then each detector; white thick cloud, cyan thin, orange shadow, magenta "
-              "ignore.", ""]  # fmt: skip
+    lines += ["", f"Overlays (`overlays/`, best arm `{report['best']}`; `overlays/<n>-bands/`: "
+              "the best row of the other band counts, those of the per-scene table): RGB, "
+              "consensus reference, model, then each detector; white thick cloud, cyan thin, "
+              "orange shadow, magenta ignore.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -570,13 +571,13 @@ def main() -> int:
             report["per_scene"][name], report["sim_errors"][name] = scored["per_scene"], errors
             report["duels"][name] = {who: result["per_scene"]
                                      for who, result in scored["head_to_head"].items()}  # fmt: skip
-    predictions = predictions_of[best["bands"]]
-    overlays = args.out / "overlays"
-    overlays.mkdir(parents=True, exist_ok=True)
-    for item in prepared:
-        if item.scene.name in predictions:
-            panels = {"model": predictions[item.scene.name], **item.detectors}
-            overlay(item, panels, overlays / f"{item.scene.name.replace('/', '-')}.png")
+    for n_bands, predictions in predictions_of.items():  # the best 6-band row's at the top
+        overlays = args.out / "overlays" / ("" if n_bands == best["bands"] else f"{n_bands}-bands")
+        overlays.mkdir(parents=True, exist_ok=True)
+        for item in prepared:
+            if item.scene.name in predictions:
+                panels = {"model": predictions[item.scene.name], **item.detectors}
+                overlay(item, panels, overlays / f"{item.scene.name.replace('/', '-')}.png")
     (args.out / "ablation.json").write_text(json.dumps(report, indent=1))
     (args.out / "ablation.md").write_text(markdown(report))
     print(markdown(report))
