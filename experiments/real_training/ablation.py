@@ -63,6 +63,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -179,14 +180,18 @@ def model_predict(predictor: WindowedPredictor, rule: MaskRule):
     return predict
 
 
+def sim_test_split(sim_test: Path) -> pd.DataFrame:
+    """The manifest rows of the simulated test split (DataModule's split)."""
+    frame = read_manifest(sim_test)
+    return frame[assign_splits(frame, seed=0)["split"] == "test"]
+
+
 def sim_test_predictions(
     predictor: WindowedPredictor, sim_test: Path, rule: MaskRule
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Per scene of the simulated test split (DataModule's split): its id, the reference classes
-    and the classes ``predictor`` gives under ``rule``."""
-    frame = read_manifest(sim_test)
-    frame = frame[assign_splits(frame, seed=0)["split"] == "test"]
-    for row in frame.to_dict("records"):
+    """Per scene of the simulated test split: its id, the reference classes and the classes
+    ``predictor`` gives under ``rule``."""
+    for row in sim_test_split(sim_test).to_dict("records"):
         with open_scene(sim_test / row["image_path"]) as scene:
             reflectance = scene.read_reflectance(predictor.bands)
         with open_scene(sim_test / row["mask_path"], band_names=["SCL"]) as mask_scene:

@@ -30,19 +30,23 @@ import numpy as np
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import ARGMAX, sim_test_predictions  # noqa: E402
+from ablation import (  # noqa: E402
+    ARGMAX,
+    class_confusion,
+    cos_iou,
+    sim_test_predictions,
+    sim_test_split,
+)
 
-from cloudseg.data.manifest import read_manifest  # noqa: E402
 from cloudseg.data.simulate import labeled_set_plan  # noqa: E402
-from cloudseg.data.splits import assign_splits  # noqa: E402
 from cloudseg.inference.predictor import WindowedPredictor  # noqa: E402
 from cloudseg.labels import CLEAR, IGNORE_INDEX, THIN_CLOUD  # noqa: E402
 
 
-def cirrus_only_masks(sim_test: Path, plan_options: dict) -> dict[str, np.ndarray]:
-    """Per test scene of ``sim_test``, its cirrus-only pixels, from the replayed labeled set."""
-    frame = read_manifest(sim_test)
-    frame = frame[assign_splits(frame, seed=0)["split"] == "test"].set_index("scene_id")
+def replay_test_split(sim_test: Path, plan_options: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """Per test scene of ``sim_test``, its cirrus-only pixels, from the replayed labeled set;
+    and the split's pixel counts."""
+    frame = sim_test_split(sim_test).set_index("scene_id")
     plan = {planned.scene_id: planned for planned in labeled_set_plan(**plan_options)}
     missing = sorted(set(frame.index) - set(plan))
     if missing:
@@ -51,7 +55,7 @@ def cirrus_only_masks(sim_test: Path, plan_options: dict) -> dict[str, np.ndarra
             f"labeled_set_plan({plan_options}); give the --n-scenes/--size/--seed it was "
             "written with (a set written with --library or --gsd cannot be replayed here)."
         )
-    masks = {}
+    masks, thin, not_clear = {}, 0, 0
     for scene_id, row in frame.iterrows():
         planned = plan[scene_id]
         scene = planned.render()
@@ -64,48 +68,33 @@ def cirrus_only_masks(sim_test: Path, plan_options: dict) -> dict[str, np.ndarra
                 "options or another version of the simulator."
             )
         masks[scene_id] = planned.world.cirrus_only(scene)
-    return masks
-
-
-def iou(tp: int, fp: int, fn: int) -> float:
-    return round(tp / max(tp + fp + fn, 1), 4)
+        thin += int((stored == THIN_CLOUD).sum())
+        not_clear += int(((stored != CLEAR) & (stored != IGNORE_INDEX)).sum())
+    facts = {
+        "scenes": len(frame),
+        "cirrus_only_px": sum(int(mask.sum()) for mask in masks.values()),
+        "thin_px": thin,
+        "not_clear_px": not_clear,
+        "per_scene": {name: int(mask.sum()) for name, mask in masks.items() if mask.any()},
+    }
+    return masks, facts
 
 
 def score(predictor: WindowedPredictor, sim_test: Path, cirrus_only: dict) -> dict:
     """IoU cloud-or-shadow vs clear with and without the cirrus-only pixels, and their share
     called not clear."""
-    counts = np.zeros((2, 3), dtype=np.int64)  # rows: all, cirrus-only left out; tp, fp, fn
-    caught = 0
+    pooled = without = 0
+    caught = total = 0
     for name, reference, classes in sim_test_predictions(predictor, sim_test, ARGMAX):
-        valid = (reference != IGNORE_INDEX) & (classes != IGNORE_INDEX)
-        truth, called = reference != CLEAR, classes != CLEAR
-        for row, keep in enumerate((valid, valid & ~cirrus_only[name])):
-            counts[row] += [(truth & called & keep).sum(), (~truth & called & keep).sum(),
-                            (truth & ~called & keep).sum()]  # fmt: skip
-        caught += int((cirrus_only[name] & valid & called).sum())
-    total = sum(int(mask.sum()) for mask in cirrus_only.values())
+        pooled = pooled + class_confusion(reference, classes)
+        left_out = np.where(cirrus_only[name], IGNORE_INDEX, reference)
+        without = without + class_confusion(left_out, classes)
+        caught += int((cirrus_only[name] & (classes != CLEAR) & (classes != IGNORE_INDEX)).sum())
+        total += int(cirrus_only[name].sum())
     return {
-        "sim_iou": iou(*counts[0]),
-        "sim_iou_without_cirrus_only": iou(*counts[1]),
+        "sim_iou": cos_iou(pooled),
+        "sim_iou_without_cirrus_only": cos_iou(without),
         "cirrus_only_called_cloud": round(caught / max(total, 1), 3),
-    }
-
-
-def split_facts(sim_test: Path, cirrus_only: dict) -> dict:
-    frame = read_manifest(sim_test)
-    frame = frame[assign_splits(frame, seed=0)["split"] == "test"]
-    thin = not_clear = 0
-    for row in frame.to_dict("records"):
-        with rasterio.open(sim_test / row["mask_path"]) as dataset:
-            mask = dataset.read(1)
-        thin += int((mask == THIN_CLOUD).sum())
-        not_clear += int(((mask != CLEAR) & (mask != IGNORE_INDEX)).sum())
-    return {
-        "scenes": len(frame),
-        "cirrus_only_px": sum(int(mask.sum()) for mask in cirrus_only.values()),
-        "thin_px": thin,
-        "not_clear_px": not_clear,
-        "per_scene": {name: int(mask.sum()) for name, mask in cirrus_only.items() if mask.any()},
     }
 
 
@@ -155,7 +144,7 @@ def main() -> int:
                     if (value := getattr(args, key)) is not None}  # fmt: skip
 
     print("== replaying the labeled set's test scenes without their cirrus", flush=True)
-    cirrus_only = cirrus_only_masks(args.sim_test, plan_options)
+    cirrus_only, facts = replay_test_split(args.sim_test, plan_options)
     runs = []
     print(f"== scoring {len(checkpoints)} checkpoints", flush=True)
     for name, checkpoint in checkpoints:
@@ -167,7 +156,7 @@ def main() -> int:
     report = {
         "command": shlex.join(["python", "experiments/real_training/cirrus.py", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "split": split_facts(args.sim_test, cirrus_only),
+        "split": facts,
         "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
